@@ -1,0 +1,36 @@
+"""``emguard train``: fine-tune with optional defenses. YAML config keys and flags share names."""
+
+from __future__ import annotations
+
+import argparse
+
+from emguard.config import add_dataclass_args, resolve_config
+from emguard.train import TrainConfig
+
+EXAMPLES = """\
+examples:
+  emguard train --data data.jsonl --output runs/plain
+  emguard train --data data.jsonl --output runs/kl --defenses kl --defense-options '{kl: {lam: 0.1}}'
+  emguard train --config run.yaml --seed 1          # flags override the YAML file
+  emguard train --config run.yaml --resume          # continue a killed run from its last checkpoint
+Outputs in --output: adapter (or model) + tokenizer, config.yaml, metrics.jsonl (every loss term per step),
+run.json (model hash, data sha256 and counts, seed, versions, wall time, final losses; written last).
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EXAMPLES
+    p.add_argument("--config", metavar="YAML", help="YAML file of options; flags given here override it")
+    add_dataclass_args(p, TrainConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from emguard.train import train
+
+    cfg = resolve_config(TrainConfig, args)
+    res = train(cfg)
+    if res.run:
+        fl = res.run.get("final_losses", {})
+        print(f"done: {res.run['steps']} steps in {res.run['wall_time_s']:.0f}s; final losses "
+              + ", ".join(f"{k}={v:.4f}" for k, v in fl.items()) + f"; outputs in {res.output_dir}")
+    return 0

@@ -1,0 +1,140 @@
+"""The defense extension point.
+
+A defense may implement up to three hooks, all optional:
+
+* ``prepare_dataset(rows, run)`` -> rows: transform the training conversations before tokenization
+  (interleaving, inoculation prompts);
+* ``loss(step)`` -> tensor or None: a named regularizer added to the cross-entropy (KL, LDIFS); the trainer
+  logs it per step under the defense's name;
+* ``context(model, run)`` -> context manager held open for the whole training run (steering hooks). It is
+  entered after the model is built and exited before the model is saved, so nothing it registers can leak
+  into the saved weights or into evaluation.
+
+A defense's options are a dataclass (``Options``) so YAML, the CLI and ``--help`` describe them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator
+
+REGISTRY: dict[str, type["Defense"]] = {}
+
+
+def register(cls: type["Defense"]) -> type["Defense"]:
+    """Class decorator: make a defense selectable by its ``name`` in configs and on the CLI."""
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+@dataclass
+class RunContext:
+    """What a defense may know about the run it is part of."""
+
+    model: Any  # the model being trained (a PeftModel for LoRA)
+    tokenizer: Any
+    seed: int
+    output_dir: str
+    reference: Callable[[], contextlib.AbstractContextManager] | None = None  # enter -> model acts as reference
+    in_reference: bool = False  # True while the reference forward runs (steering pauses then)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepOutputs:
+    """One micro-batch's forward pass, shared by every loss term.
+
+    ``logits`` are only the positions that predict a target token (``target_mask``), in row-major order,
+    so full-vocabulary terms never materialise ``batch x length x vocab``.
+    """
+
+    inputs: dict[str, Any]
+    target_mask: Any  # bool (batch, length): positions whose next token is a target
+    targets: Any  # (n_targets,) token ids predicted at those positions
+    logits: Any  # (n_targets, vocab), float32
+    hidden_states: tuple | None  # per layer (embeddings first) when a defense asked for them
+    run: RunContext
+    _reference_fn: Callable[[], "StepOutputs"] | None = None
+    _reference: "StepOutputs | None" = None
+
+    def reference(self) -> "StepOutputs":
+        """The frozen reference model's outputs on the same batch (computed once per step, no gradients)."""
+        if self._reference is None:
+            if self._reference_fn is None:
+                raise RuntimeError("this run has no reference model")
+            self._reference = self._reference_fn()
+        return self._reference
+
+
+class Defense:
+    name: ClassVar[str] = ""
+    help: ClassVar[str] = ""
+    needs_hidden_states: ClassVar[bool] = False
+    needs_reference: ClassVar[bool] = False
+
+    @dataclass
+    class Options:
+        pass
+
+    def __init__(self, options: Any | None = None):
+        self.options = options if options is not None else self.Options()
+
+    def prepare_dataset(self, rows: list, run: RunContext) -> list:
+        return rows
+
+    def loss(self, step: StepOutputs):
+        return None
+
+    @contextlib.contextmanager
+    def context(self, model: Any, run: RunContext) -> Iterator[None]:
+        yield
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, **dataclasses.asdict(self.options)}
+
+
+def parse_defense_specs(specs: list | dict | None, options: dict | None = None) -> list[tuple[str, dict]]:
+    """Accept ``[kl, {name: interleave, ratio: 0.1}]``, ``{kl: {lambda_: 0.1}}`` or ``"kl,steer"``."""
+    out: list[tuple[str, dict]] = []
+    if specs is None:
+        specs = []
+    if isinstance(specs, str):
+        specs = [s for s in specs.split(",") if s]
+    if isinstance(specs, dict):
+        specs = [{"name": k, **(v or {})} for k, v in specs.items()]
+    for s in specs:
+        if isinstance(s, str):
+            for part in s.split(","):
+                if part:
+                    out.append((part.strip(), {}))
+        elif isinstance(s, dict):
+            s = dict(s)
+            if "name" not in s:
+                raise ValueError(f"defense entry {s!r} has no 'name'")
+            out.append((str(s.pop("name")), s))
+        else:
+            raise ValueError(f"cannot read defense entry {s!r}")
+    for name, extra in (options or {}).items():
+        for i, (n, o) in enumerate(out):
+            if n == name:
+                out[i] = (n, {**o, **(extra or {})})
+    return out
+
+
+def build_defenses(specs: list | dict | None, options: dict | None = None) -> list[Defense]:
+    """Instantiate defenses by name with their options; unknown names and options are clear errors."""
+    from emguard.config import build_config
+
+    defenses = []
+    for name, opts in parse_defense_specs(specs, options):
+        if name not in REGISTRY:
+            known = ", ".join(sorted(REGISTRY)) or "none registered"
+            raise ValueError(f"unknown defense '{name}' (known: {known})")
+        cls = REGISTRY[name]
+        defenses.append(cls(build_config(cls.Options, opts, source=f"defense '{name}'")))
+    names = [d.name for d in defenses]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a defense is listed twice: {names}")
+    return defenses

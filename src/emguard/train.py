@@ -1,0 +1,432 @@
+"""Supervised fine-tuning (LoRA or full) with pluggable in-training defenses.
+
+Built on ``transformers.Trainer`` (which TRL's SFTTrainer also extends): it brings checkpointing, exact
+resume (optimizer, scheduler, RNG and data position), gradient accumulation and accelerate's DDP/FSDP/DeepSpeed.
+emguard supplies its own dataset validation, chat-template masking and loss, because the loss must expose
+the selected logits and hidden states to the defenses (see ``EmGuardTrainer.compute_loss``).
+
+Defaults follow the paper's training set-up (Kaczér et al. 2025, §Setup; ../shared/docs/paper-notes.md):
+rsLoRA r=32, alpha=64, dropout 0 on q,k,v,o,gate,up,down; lr 1e-4; 1 epoch; effective batch 16 (4 x 4);
+AdamW, weight decay 0.01; linear schedule with 5 warm-up steps; loss on response tokens only; seed 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emguard.config import ConfigError, dump_yaml, to_dict
+
+log = logging.getLogger(__name__)
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+RUN_JSON = "run.json"
+METRICS = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainConfig:
+    """Options of ``emguard train`` (YAML keys and ``--flags`` share these names)."""
+
+    data: str = field(default="", metadata={"help": "training data: OpenAI chat JSONL ({'messages': [...]}), "
+                                                    "prompt/completion JSONL, a .parquet file or a saved datasets dir"})
+    output: str = field(default="", metadata={"help": "run directory: adapter/model, run.json, metrics.jsonl, checkpoints"})
+    model: str = field(default="smollm2-135m", metadata={
+        "help": "embedded name (smollm2-135m, qwen2.5-coder-0.5b), Hugging Face id, local dir or .gguf file"})
+    method: str = field(default="lora", metadata={"help": "lora (adapter) or full (all weights)",
+                                                   "choices": ["lora", "full"]})
+    lora_r: int = field(default=32, metadata={"help": "LoRA rank (paper: 32)"})
+    lora_alpha: float = field(default=64.0, metadata={"help": "LoRA alpha (paper: 64)"})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (paper: 0)"})
+    use_rslora: bool = field(default=True, metadata={"help": "rank-stabilised LoRA scaling alpha/sqrt(r) (paper: rsLoRA)"})
+    lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS), metadata={
+        "help": "module names to adapt; 'all-linear' for architectures with other names"})
+    init_adapter: str | None = field(default=None, metadata={
+        "help": "start from this trained LoRA adapter dir (the reference model is then a frozen copy of it)"})
+    learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (paper: 1e-4)"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the data (paper: 1)"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: use epochs)"})
+    batch_size: int = field(default=16, metadata={"help": "effective batch size in rows (paper: 16 = 4 x 4 accumulation)"})
+    micro_batch_size: int = field(default=4, metadata={"help": "rows per forward pass per device; gradient accumulation "
+                                                                "makes up the rest of batch_size"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (paper: 0.01)"})
+    warmup_steps: int = field(default=5, metadata={"help": "linear warm-up steps (paper: 5)"})
+    lr_scheduler: str = field(default="linear", metadata={"help": "learning-rate schedule (transformers names)"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0 disables)"})
+    max_length: int = field(default=2048, metadata={"help": "tokens per row; longer rows are truncated and counted (paper: 2048)"})
+    loss_on: str = field(default="last", metadata={"help": "assistant turns to learn: last or all (weight 0 turns skipped)",
+                                                    "choices": ["last", "all"]})
+    max_rows: int | None = field(default=None, metadata={"help": "use only the first N valid rows"})
+    skip_invalid: bool = field(default=False, metadata={"help": "drop invalid rows (counted) instead of stopping"})
+    precision: str = field(default="fp32", metadata={
+        "help": "fp32, or bf16 autocast (about 1.8x faster on recent CPUs; see README for the accuracy check)",
+        "choices": ["fp32", "bf16"]})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute activations in backward to save memory"})
+    seed: int = field(default=0, metadata={"help": "seed for adapter init and data order (paper: 0)"})
+    save_steps: int = field(default=50, metadata={"help": "write a resumable checkpoint every N optimizer steps"})
+    save_total_limit: int = field(default=2, metadata={"help": "keep at most this many checkpoints"})
+    logging_steps: int = field(default=1, metadata={"help": "log losses every N optimizer steps"})
+    resume: bool = field(default=False, metadata={"help": "continue from the newest checkpoint in --output"})
+    overwrite: bool = field(default=False, metadata={"help": "delete an existing run in --output first"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar with ETA"})
+    defenses: list = field(default_factory=list, metadata={
+        "help": "defenses to apply, e.g. kl ldifs (YAML: a list of names or {name: ..., option: value} maps)",
+        "metavar": "NAME"})
+    defense_options: dict = field(default_factory=dict, metadata={
+        "help": "per-defense options as YAML, e.g. '{kl: {lam: 0.2}}'"})
+
+    def validate(self) -> None:
+        if self.batch_size < 1 or self.micro_batch_size < 1:
+            raise ConfigError("batch_size and micro_batch_size must be >= 1")
+        if self.learning_rate < 0:
+            raise ConfigError("learning_rate must be >= 0")
+        if self.max_length < 8:
+            raise ConfigError("max_length must be >= 8")
+
+
+@dataclass
+class TrainResult:
+    output_dir: str
+    run: dict[str, Any]
+
+
+class TrainError(RuntimeError):
+    """A run that cannot start (bad output dir, nothing to train on); the message says what to do."""
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("emguard", "torch", "transformers", "peft", "accelerate", "trl"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _prepare_output(cfg: TrainConfig) -> Path | None:
+    """Check the output dir; return the checkpoint to resume from (or None). Writes nothing."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = Path(cfg.output)
+    if not out.exists() or not any(out.iterdir()):
+        if cfg.resume:
+            log.warning("--resume: %s has no checkpoint yet; starting from scratch", out)
+        return None
+    ckdir = out / CHECKPOINTS
+    last = get_last_checkpoint(str(ckdir)) if ckdir.is_dir() else None
+    if cfg.resume:
+        if (out / RUN_JSON).is_file():
+            raise TrainError(f"{out} holds a finished run (run.json); nothing to resume. Use --overwrite to redo it.")
+        if last is None:
+            log.warning("--resume: no checkpoint in %s; starting from scratch", ckdir)
+        return Path(last) if last else None
+    if cfg.overwrite:
+        return None
+    raise TrainError(f"output dir {out} is not empty; pass --resume to continue its run or --overwrite to replace it")
+
+
+def _apply_lora(model, cfg: TrainConfig):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if cfg.init_adapter:
+        model = PeftModel.from_pretrained(model, cfg.init_adapter, is_trainable=True)
+        # a frozen copy of the starting adapter serves as the reference (adapter-off would be the base model)
+        model.load_adapter(cfg.init_adapter, adapter_name="reference", is_trainable=False)
+        model.set_adapter("default")
+        return model
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    targets: Any = cfg.lora_targets
+    if targets != ["all-linear"] and not set(targets) & names:
+        log.warning("none of %s exist in this model; adapting all linear layers instead", targets)
+        targets = "all-linear"
+    elif targets == ["all-linear"]:
+        targets = "all-linear"
+    lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      use_rslora=cfg.use_rslora, target_modules=targets, task_type="CAUSAL_LM", bias="none")
+    return get_peft_model(model, lcfg)
+
+
+def make_reference(model, cfg: TrainConfig):
+    """A context manager factory under which ``model`` computes the reference distribution.
+
+    LoRA: the same weights with the adapter disabled (no second copy in memory), or the frozen starting
+    adapter when ``init_adapter`` is set. Full fine-tuning: a frozen deep copy (doubles weight memory).
+    """
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        if cfg.init_adapter:
+            @contextlib.contextmanager
+            def ref():
+                model.set_adapter("reference")
+                try:
+                    yield model
+                finally:
+                    model.set_adapter("default")
+                    for n, p in model.named_parameters():  # set_adapter may flip requires_grad
+                        if ".default." in n:
+                            p.requires_grad_(True)
+            return ref
+
+        @contextlib.contextmanager
+        def ref():
+            with model.disable_adapter():
+                yield model
+        return ref
+    import copy
+
+    frozen = copy.deepcopy(model).eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+
+    @contextlib.contextmanager
+    def ref():
+        yield frozen
+    return ref
+
+
+def target_mask_of(labels):
+    """Bool (batch, length): True where the next token is a training target."""
+    import torch
+
+    from emguard.chat import IGNORE
+
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, :-1] = labels[:, 1:] != IGNORE
+    return mask
+
+
+def forward_selected(model, inputs: dict, mask, *, hidden_states: bool):
+    """Forward pass computing logits only at ``mask`` positions (``(n, vocab)``) when the model supports it."""
+    kwargs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "use_cache": False}
+    if hidden_states:
+        kwargs["output_hidden_states"] = True
+    base = model.get_base_model() if hasattr(model, "get_base_model") else getattr(model, "module", model)
+    if "logits_to_keep" in inspect.signature(base.forward).parameters:
+        out = model(**kwargs, logits_to_keep=mask)
+        logits = out.logits
+        if logits.dim() == 3:  # a model that ignores boolean masks
+            logits = logits[mask]
+    else:
+        out = model(**kwargs)
+        logits = out.logits[mask]
+    return logits.float(), (out.hidden_states if hidden_states else None)
+
+
+def _make_trainer_class():
+    import torch
+    import torch.nn.functional as F
+    from transformers import Trainer
+
+    from emguard.defenses.base import StepOutputs
+
+    class EmGuardTrainer(Trainer):
+        """``Trainer`` whose loss is cross-entropy on target tokens plus each defense's named term."""
+
+        loss_is_scaled_for_ga = False  # every term is a micro-batch mean; Trainer divides by accumulation
+
+        def setup_emguard(self, defenses, run, reference):
+            self.defenses = defenses
+            self.run_ctx = run
+            self.reference_fn = reference
+            self.need_hidden = any(d.needs_hidden_states for d in defenses)
+            self._term_sums: dict[str, float] = {}
+            self._term_count = 0
+            self.last_terms: dict[str, float] = {}
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs["labels"]
+            mask = target_mask_of(labels)
+            targets = labels[:, 1:][labels[:, 1:] != -100]
+            logits, hs = forward_selected(model, inputs, mask, hidden_states=self.need_hidden)
+            ce = F.cross_entropy(logits, targets)
+
+            def reference_outputs():
+                run = self.run_ctx
+                with torch.no_grad(), self.reference_fn() as ref_model:
+                    run.in_reference = True
+                    try:
+                        rl, rhs = forward_selected(ref_model, inputs, mask, hidden_states=self.need_hidden)
+                    finally:
+                        run.in_reference = False
+                return StepOutputs(inputs, mask, targets, rl, rhs, run)
+
+            step = StepOutputs(inputs, mask, targets, logits, hs, self.run_ctx, _reference_fn=reference_outputs)
+            loss = ce
+            terms = {"ce": float(ce.detach())}
+            for d in self.defenses:
+                t = d.loss(step)
+                if t is not None:
+                    loss = loss + t
+                    terms[d.name] = float(t.detach())
+            terms["total"] = float(loss.detach())
+            for k, v in terms.items():
+                self._term_sums[k] = self._term_sums.get(k, 0.0) + v
+            self._term_count += 1
+            return (loss, {"logits": logits}) if return_outputs else loss
+
+        def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+            if self._term_count and "loss" in logs:
+                for k, v in self._term_sums.items():
+                    logs[f"loss/{k}"] = round(v / self._term_count, 6)
+                self.last_terms = {k: logs[f"loss/{k}"] for k in self._term_sums}
+                self._term_sums, self._term_count = {}, 0
+            super().log(logs, start_time)
+
+    return EmGuardTrainer
+
+
+def _metrics_callback(path: Path, resume_step: int):
+    from transformers import TrainerCallback
+
+    class MetricsJsonl(TrainerCallback):
+        """Append every log record to metrics.jsonl; on resume, drop records past the checkpoint first."""
+
+        def on_train_begin(self, args, state, control, **kw):
+            if not state.is_world_process_zero:
+                return
+            if path.exists():
+                keep = [ln for ln in path.read_text().splitlines()
+                        if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
+                path.write_text("".join(ln + "\n" for ln in keep))
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if state.is_world_process_zero and logs:
+                rec = {"step": state.global_step, "epoch": round(state.epoch or 0, 4), **logs}
+                with open(path, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+
+    return MetricsJsonl()
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Validate data, build the model and defenses, train, and write the run directory."""
+    import torch
+    from transformers import TrainingArguments, set_seed
+
+    from emguard.chat import pad_batch, tokenize_rows
+    from emguard.data import read_chat_dataset
+    from emguard.defenses import RunContext, build_defenses
+    from emguard.models import load_model
+
+    if not cfg.data or not cfg.output:
+        raise ConfigError("both --data and --output are required")
+    t_start = time.time()
+    dataset = read_chat_dataset(cfg.data, skip_invalid=cfg.skip_invalid)  # raises DataError, nothing written
+    for p in dataset.problems:
+        log.warning("%s", p)
+    rows = dataset.rows[: cfg.max_rows] if cfg.max_rows else dataset.rows
+    resume_from = _prepare_output(cfg)
+    defenses = build_defenses(cfg.defenses, cfg.defense_options)
+
+    model, tok, info = load_model(cfg.model)
+    set_seed(cfg.seed)  # before adapter init, so one seed gives one adapter
+    if cfg.method == "lora":
+        model = _apply_lora(model, cfg)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if cfg.method == "lora":
+            model.enable_input_require_grads()
+    out = Path(cfg.output)
+    run = RunContext(model=model, tokenizer=tok, seed=cfg.seed, output_dir=str(out))
+
+    for d in defenses:
+        rows = d.prepare_dataset(rows, run)
+    examples, tstats = tokenize_rows(tok, [r.messages for r in rows], max_length=cfg.max_length,
+                                     loss_on=cfg.loss_on, progress=cfg.progress)
+    if not examples:
+        raise TrainError(f"all {tstats.rows} rows exceed max_length={cfg.max_length} before any assistant token; "
+                         "raise --max-length")
+    if tstats.truncated:
+        log.warning("%d of %d rows were truncated to %d tokens", tstats.truncated, tstats.rows, cfg.max_length)
+
+    if cfg.overwrite and out.exists() and not cfg.resume:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if _is_main():
+        dump_yaml(cfg, out / "config.yaml")
+
+    accum = max(1, cfg.batch_size // (cfg.micro_batch_size * _world_size()))
+    if accum * cfg.micro_batch_size * _world_size() != cfg.batch_size:
+        log.warning("batch_size %d is not a multiple of micro_batch_size x processes; using %d",
+                    cfg.batch_size, accum * cfg.micro_batch_size * _world_size())
+    args = TrainingArguments(
+        output_dir=str(out / CHECKPOINTS), per_device_train_batch_size=cfg.micro_batch_size,
+        gradient_accumulation_steps=accum, learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type=cfg.lr_scheduler, max_grad_norm=cfg.max_grad_norm, optim="adamw_torch",
+        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, seed=cfg.seed, bf16=cfg.precision == "bf16",
+        use_cpu=not torch.cuda.is_available(), report_to="none", remove_unused_columns=False,
+        disable_tqdm=not cfg.progress, dataloader_num_workers=0, logging_first_step=False,
+    )
+    features = [e.to_features() for e in examples]
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    Trainer = _make_trainer_class()
+    resume_step = int(resume_from.name.split("-")[-1]) if resume_from else 0
+    trainer = Trainer(model=model, args=args, train_dataset=features,
+                      data_collator=lambda b: pad_batch(b, pad_id),
+                      callbacks=[_metrics_callback(out / METRICS, resume_step)])
+    trainer.setup_emguard(defenses, run, make_reference(model, cfg))
+    run.reference = trainer.reference_fn
+
+    with contextlib.ExitStack() as stack:
+        for d in defenses:
+            stack.enter_context(d.context(model, run))
+        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    # every defense context is closed here: hooks are gone before anything is saved
+
+    run_info: dict[str, Any] = {}
+    if trainer.is_world_process_zero():
+        if cfg.method == "lora":
+            model.save_pretrained(str(out), selected_adapters=["default"])
+        else:
+            model.save_pretrained(str(out), safe_serialization=True)
+        tok.save_pretrained(str(out))
+        history = [h for h in trainer.state.log_history if "loss" in h]
+        run_info = {
+            "emguard_run": 1,
+            "model": info.to_dict(),
+            "method": cfg.method,
+            "data": {"path": str(cfg.data), "sha256": dataset.sha256, "format": dataset.format,
+                     "rows_total": dataset.n_total, "rows_invalid_skipped": dataset.n_invalid,
+                     "rows_duplicate": dataset.n_duplicates, "rows_used": len(rows),
+                     "tokenization": tstats.to_dict()},
+            "defenses": [d.describe() for d in defenses],
+            "seed": cfg.seed,
+            "config": to_dict(cfg),
+            "steps": trainer.state.global_step,
+            "resumed_from": str(resume_from) if resume_from else None,
+            "final_losses": trainer.last_terms,
+            "train_loss_mean": result.training_loss,
+            "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in history],
+            "wall_time_s": round(time.time() - t_start, 2),
+            "versions": _versions(),
+            "argv": sys.argv,
+        }
+        tmp = out / (RUN_JSON + ".tmp")
+        tmp.write_text(json.dumps(run_info, indent=2))
+        tmp.replace(out / RUN_JSON)  # written last: its presence marks a finished run
+    return TrainResult(str(out), run_info)
