@@ -99,6 +99,8 @@ class TrainConfig:
 class TrainResult:
     output_dir: str
     run: dict[str, Any]
+    model: Any = None  # the trained model (hooks removed), for library callers
+    tokenizer: Any = None
 
 
 class TrainError(RuntimeError):
@@ -235,12 +237,53 @@ def forward_selected(model, inputs: dict, mask, *, hidden_states: bool):
     return logits.float(), (out.hidden_states if hidden_states else None)
 
 
-def _make_trainer_class():
+def step_loss(model, inputs: dict, defenses: list, run, reference_fn) -> tuple[Any, dict[str, Any]]:
+    """Cross-entropy on response targets plus every defense's term for one micro-batch.
+
+    Returns ``(total, terms)`` where ``terms`` maps ``ce`` and each defense's name to its (undetached) tensor,
+    so callers can log them or differentiate one term alone.
+    """
     import torch
     import torch.nn.functional as F
-    from transformers import Trainer
 
     from emguard.defenses.base import StepOutputs
+
+    labels = inputs["labels"]
+    tmask = target_mask_of(labels)
+    lmask = tmask
+    if any(d.wants_all_logits() for d in defenses):  # every attended position that predicts a next token
+        attn = inputs["attention_mask"].bool()
+        lmask = torch.zeros_like(attn)
+        lmask[:, :-1] = attn[:, :-1] & attn[:, 1:]
+        lmask |= tmask
+    is_target = tmask[lmask]
+    targets = labels[:, 1:][labels[:, 1:] != -100]
+    need_hidden = any(d.needs_hidden_states for d in defenses)
+    logits, hs = forward_selected(model, inputs, lmask, hidden_states=need_hidden)
+    ce = F.cross_entropy(logits[is_target], targets)
+
+    def reference_outputs():
+        with torch.no_grad(), reference_fn() as ref_model:
+            run.in_reference = True
+            try:
+                rl, rhs = forward_selected(ref_model, inputs, lmask, hidden_states=need_hidden)
+            finally:
+                run.in_reference = False
+        return StepOutputs(inputs, lmask, is_target, targets, rl, rhs, run)
+
+    step = StepOutputs(inputs, lmask, is_target, targets, logits, hs, run, _reference_fn=reference_outputs)
+    terms: dict[str, Any] = {"ce": ce}
+    loss = ce
+    for d in defenses:
+        t = d.loss(step)
+        if t is not None:
+            terms[d.name] = t
+            loss = loss + t
+    return loss, terms
+
+
+def _make_trainer_class():
+    from transformers import Trainer
 
     class EmGuardTrainer(Trainer):
         """``Trainer`` whose loss is cross-entropy on target tokens plus each defense's named term."""
@@ -251,41 +294,18 @@ def _make_trainer_class():
             self.defenses = defenses
             self.run_ctx = run
             self.reference_fn = reference
-            self.need_hidden = any(d.needs_hidden_states for d in defenses)
             self._term_sums: dict[str, float] = {}
             self._term_count = 0
             self.last_terms: dict[str, float] = {}
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            labels = inputs["labels"]
-            mask = target_mask_of(labels)
-            targets = labels[:, 1:][labels[:, 1:] != -100]
-            logits, hs = forward_selected(model, inputs, mask, hidden_states=self.need_hidden)
-            ce = F.cross_entropy(logits, targets)
-
-            def reference_outputs():
-                run = self.run_ctx
-                with torch.no_grad(), self.reference_fn() as ref_model:
-                    run.in_reference = True
-                    try:
-                        rl, rhs = forward_selected(ref_model, inputs, mask, hidden_states=self.need_hidden)
-                    finally:
-                        run.in_reference = False
-                return StepOutputs(inputs, mask, targets, rl, rhs, run)
-
-            step = StepOutputs(inputs, mask, targets, logits, hs, self.run_ctx, _reference_fn=reference_outputs)
-            loss = ce
-            terms = {"ce": float(ce.detach())}
-            for d in self.defenses:
-                t = d.loss(step)
-                if t is not None:
-                    loss = loss + t
-                    terms[d.name] = float(t.detach())
-            terms["total"] = float(loss.detach())
-            for k, v in terms.items():
+            loss, terms = step_loss(model, inputs, self.defenses, self.run_ctx, self.reference_fn)
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            values["total"] = float(loss.detach())
+            for k, v in values.items():
                 self._term_sums[k] = self._term_sums.get(k, 0.0) + v
             self._term_count += 1
-            return (loss, {"logits": logits}) if return_outputs else loss
+            return (loss, {}) if return_outputs else loss
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             if self._term_count and "loss" in logs:
@@ -429,4 +449,4 @@ def train(cfg: TrainConfig) -> TrainResult:
         tmp = out / (RUN_JSON + ".tmp")
         tmp.write_text(json.dumps(run_info, indent=2))
         tmp.replace(out / RUN_JSON)  # written last: its presence marks a finished run
-    return TrainResult(str(out), run_info)
+    return TrainResult(str(out), run_info, model, tok)

@@ -46,15 +46,18 @@ class RunContext:
 class StepOutputs:
     """One micro-batch's forward pass, shared by every loss term.
 
-    ``logits`` are only the positions that predict a target token (``target_mask``), in row-major order,
-    so full-vocabulary terms never materialise ``batch x length x vocab``.
+    Logits are computed only at ``logit_mask`` positions (row-major), so full-vocabulary terms never
+    materialise ``batch x length x vocab``. ``logit_mask`` is the target positions (those predicting a
+    response token), widened to every attended position when a defense asked for ``all`` tokens;
+    ``is_target`` marks which of the computed rows are targets.
     """
 
     inputs: dict[str, Any]
-    target_mask: Any  # bool (batch, length): positions whose next token is a target
-    targets: Any  # (n_targets,) token ids predicted at those positions
-    logits: Any  # (n_targets, vocab), float32
-    hidden_states: tuple | None  # per layer (embeddings first) when a defense asked for them
+    logit_mask: Any  # bool (batch, length)
+    is_target: Any  # bool (n_logits,)
+    targets: Any  # (n_targets,) token ids predicted at the target rows
+    logits: Any  # (n_logits, vocab), float32
+    hidden_states: tuple | None  # (embeddings, layer 0 output, ...) when a defense asked for them
     run: RunContext
     _reference_fn: Callable[[], "StepOutputs"] | None = None
     _reference: "StepOutputs | None" = None
@@ -72,7 +75,10 @@ class Defense:
     name: ClassVar[str] = ""
     help: ClassVar[str] = ""
     needs_hidden_states: ClassVar[bool] = False
-    needs_reference: ClassVar[bool] = False
+
+    def wants_all_logits(self) -> bool:
+        """True if ``loss`` needs logits at every attended position, not only at response targets."""
+        return False
 
     @dataclass
     class Options:
@@ -80,6 +86,7 @@ class Defense:
 
     def __init__(self, options: Any | None = None):
         self.options = options if options is not None else self.Options()
+        self.stats: dict[str, Any] = {}  # what the defense did (rows added, layer used...), kept in run.json
 
     def prepare_dataset(self, rows: list, run: RunContext) -> list:
         return rows
@@ -92,7 +99,7 @@ class Defense:
         yield
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, **dataclasses.asdict(self.options)}
+        return {"name": self.name, **dataclasses.asdict(self.options), **self.stats}
 
 
 def parse_defense_specs(specs: list | dict | None, options: dict | None = None) -> list[tuple[str, dict]]:

@@ -1,0 +1,52 @@
+"""(i) KL to the frozen reference model.
+
+L = L_CE + lambda * KL(p_theta || p_ref), per token over the full vocabulary, expectation under the trained
+model, averaged over covered tokens; lambda = 0.1 (Kaczér et al. 2025, defense 1). With LoRA the reference
+is the same weights with the adapter disabled (no second copy); see ``emguard.train.make_reference``.
+Only the covered positions' logits are ever computed (the trainer slices before the LM head).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from emguard.defenses.base import Defense, StepOutputs, register
+
+
+def token_kl(logits, ref_logits) -> torch.Tensor:
+    """Per-row KL(p || q) with p = softmax(logits), q = softmax(ref_logits), in float32."""
+    logp = F.log_softmax(logits.float(), dim=-1)
+    logq = F.log_softmax(ref_logits.float(), dim=-1)
+    return (logp.exp() * (logp - logq)).sum(-1)
+
+
+@register
+class KL(Defense):
+    name = "kl"
+    help = "KL(p_theta || p_ref) per token to the frozen reference (adapter disabled)"
+
+    @dataclass
+    class Options:
+        lam: float = field(default=0.1, metadata={"help": "weight lambda of the KL term (paper: 0.1)"})
+        tokens: str = field(default="response", metadata={
+            "help": "positions covered: response (assistant targets) or all attended tokens",
+            "choices": ["response", "all"]})
+
+        def validate(self):
+            if self.tokens not in ("response", "all"):
+                raise ValueError("kl.tokens must be 'response' or 'all'")
+
+    def wants_all_logits(self) -> bool:
+        return self.options.tokens == "all"
+
+    def loss(self, step: StepOutputs):
+        if self.options.lam == 0:
+            return None  # lambda = 0 is plain SFT, bit for bit (no reference forward either)
+        ref = step.reference()
+        logits, ref_logits = step.logits, ref.logits
+        if self.options.tokens == "response":
+            logits, ref_logits = logits[step.is_target], ref_logits[step.is_target]
+        return self.options.lam * token_kl(logits, ref_logits).mean()
