@@ -14,7 +14,7 @@ test:
 
 test-slow:
 	@bash scripts/setup.sh dev
-	.venv/bin/python -m pytest -q -m slow $(PYTEST_ARGS)
+	EMGUARD_TEST_CACHE=$(CURDIR)/.cache/emguard .venv/bin/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 clean:
 	rm -rf .venv runs .pytest_cache

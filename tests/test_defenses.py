@@ -278,3 +278,19 @@ def test_unknown_defense_and_option_are_clear_errors():
         build_defenses([{"name": "kl", "lamda": 0.1}])
     (d,) = build_defenses("kl", {"kl": {"lam": 0.3}})
     assert d.options.lam == 0.3
+
+
+def test_fused_kl_gradient_matches_autograd():
+    from emguard.defenses.kl import token_kl
+
+    g = torch.Generator().manual_seed(0)
+    l = torch.randn(5, 11, generator=g, dtype=torch.float64, requires_grad=True)
+    r = torch.randn(5, 11, generator=g, dtype=torch.float64)
+    w = torch.randn(5, generator=g, dtype=torch.float64)
+    (token_kl(l, r).double() * w).sum().backward()
+    fused = l.grad.clone()
+    l.grad = None
+    lp, lq = torch.log_softmax(l, -1), torch.log_softmax(r, -1)
+    ((lp.exp() * (lp - lq)).sum(-1) * w).sum().backward()
+    assert torch.allclose(fused, l.grad, atol=1e-6)
+    assert float(token_kl(r.clone(), r).abs().max()) < 1e-7

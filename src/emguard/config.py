@@ -55,7 +55,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tupl
             continue
         tp, _ = _unwrap_optional(hints[f.name])
         names = [f"--{f.name.replace('_', '-')}"]
-        if "_" in f.name:
+        if "_" in f.name and tp is not bool:  # --learning_rate works too (TRL style); booleans stay short
             names.append(f"--{f.name}")
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]

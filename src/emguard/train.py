@@ -40,10 +40,12 @@ class TrainConfig:
     """Options of ``emguard train`` (YAML keys and ``--flags`` share these names)."""
 
     data: str = field(default="", metadata={"help": "training data: OpenAI chat JSONL ({'messages': [...]}), "
-                                                    "prompt/completion JSONL, a .parquet file or a saved datasets dir"})
-    output: str = field(default="", metadata={"help": "run directory: adapter/model, run.json, metrics.jsonl, checkpoints"})
+                                                    "prompt/completion JSONL, a .parquet file or a saved datasets dir", "metavar": "FILE"})
+    output: str = field(default="", metadata={"help": "run directory: adapter/model, run.json, metrics.jsonl, checkpoints",
+                                                      "metavar": "DIR"})
     model: str = field(default="smollm2-135m", metadata={
-        "help": "embedded name (smollm2-135m, qwen2.5-coder-0.5b), Hugging Face id, local dir or .gguf file"})
+        "help": "embedded name (smollm2-135m, qwen2.5-coder-0.5b), Hugging Face id, local dir or .gguf file",
+        "metavar": "MODEL"})
     method: str = field(default="lora", metadata={"help": "lora (adapter) or full (all weights)",
                                                    "choices": ["lora", "full"]})
     lora_r: int = field(default=32, metadata={"help": "LoRA rank (paper: 32)"})
@@ -53,7 +55,8 @@ class TrainConfig:
     lora_targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS), metadata={
         "help": "module names to adapt; 'all-linear' for architectures with other names"})
     init_adapter: str | None = field(default=None, metadata={
-        "help": "start from this trained LoRA adapter dir (the reference model is then a frozen copy of it)"})
+        "help": "start from this trained LoRA adapter dir (the reference model is then a frozen copy of it)",
+        "metavar": "DIR"})
     learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (paper: 1e-4)"})
     epochs: float = field(default=1.0, metadata={"help": "passes over the data (paper: 1)"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: use epochs)"})
@@ -262,11 +265,14 @@ def step_loss(model, inputs: dict, defenses: list, run, reference_fn) -> tuple[A
     logits, hs = forward_selected(model, inputs, lmask, hidden_states=need_hidden)
     ce = F.cross_entropy(logits[is_target], targets)
 
+    # the reference's logits cost an LM-head projection: skip it when no defense reads them (ldifs alone)
+    ref_mask = lmask if any(d.needs_reference_logits for d in defenses) else torch.zeros_like(lmask)
+
     def reference_outputs():
         with torch.no_grad(), reference_fn() as ref_model:
             run.in_reference = True
             try:
-                rl, rhs = forward_selected(ref_model, inputs, lmask, hidden_states=need_hidden)
+                rl, rhs = forward_selected(ref_model, inputs, ref_mask, hidden_states=need_hidden)
             finally:
                 run.in_reference = False
         return StepOutputs(inputs, lmask, is_target, targets, rl, rhs, run)

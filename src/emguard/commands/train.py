@@ -18,8 +18,29 @@ run.json (model hash, data sha256 and counts, seed, versions, wall time, final l
 """
 
 
+def defenses_help() -> str:
+    """One block per registered defense: what it does and its options with defaults."""
+    import dataclasses
+
+    from emguard.defenses import REGISTRY
+
+    lines = ["defenses (--defenses NAME ...; options in YAML or --defense-options '{name: {option: value}}'):"]
+    for name, cls in REGISTRY.items():
+        if name.startswith("_"):
+            continue
+        lines.append(f"  {name}: {cls.help}")
+        for f in dataclasses.fields(cls.Options):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            lines.append(f"      {f.name} = {default!r}: {f.metadata.get('help', '')}")
+    return "\n".join(lines) + "\n"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    import sys
+
     p.epilog = EXAMPLES
+    if "train" in sys.argv and ("-h" in sys.argv or "--help" in sys.argv):  # imports torch: only when asked
+        p.epilog = EXAMPLES + "\n" + defenses_help()
     p.add_argument("--config", metavar="YAML", help="YAML file of options; flags given here override it")
     add_dataclass_args(p, TrainConfig)
 

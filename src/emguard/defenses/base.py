@@ -75,6 +75,7 @@ class Defense:
     name: ClassVar[str] = ""
     help: ClassVar[str] = ""
     needs_hidden_states: ClassVar[bool] = False
+    needs_reference_logits: ClassVar[bool] = False  # step.reference().logits must be computed
 
     def wants_all_logits(self) -> bool:
         """True if ``loss`` needs logits at every attended position, not only at response targets."""
