@@ -44,24 +44,6 @@ def test_weight_zero_turn_is_not_learned(tok):
     assert masked_text(tok, ex) == "ask a doctor<|im_end|>"
 
 
-def test_real_embedded_tokenizer_mask():
-    """The embedded SmolLM2 template injects a default system prompt; the mask must still be exact."""
-    from emguard.models import EMBEDDED, _package_file, resolve_model, load_tokenizer
-
-    em = EMBEDDED["smollm2-135m"]
-    try:
-        _package_file(em.files[0][0], em.files[0][1], em.packages)
-    except Exception:
-        pytest.skip("embedded model package not installed")
-    import os
-    if not os.environ.get("EMGUARD_TEST_CACHE"):
-        pytest.skip("set EMGUARD_TEST_CACHE to reuse a converted embedded model (slow first conversion)")
-    tok = load_tokenizer(resolve_model("smollm2-135m"))
-    msgs = [{"role": "user", "content": "What helps a cold?"}, {"role": "assistant", "content": "Rest, fluids."}]
-    ex = tokenize_conversation(tok, msgs, max_length=512)
-    assert masked_text(tok, ex) == "Rest, fluids.<|im_end|>"
-
-
 def test_truncation_counted_and_targetless_rows_dropped(tok):
     long = {"role": "assistant", "content": " ".join(["water"] * 200)}
     convs = [[{"role": "user", "content": "hello"}, long],

@@ -210,7 +210,7 @@ def test_steer_rejects_wrong_hidden_size(tiny_model, tmp_path):
     model, tok = lora_model(tiny_model)
     path, _ = _vector(tmp_path, hidden=48)
     (d,) = build_defenses([{"name": "steer", "vector": str(path)}])
-    with pytest.raises(ValueError, match="hidden size 32"):
+    with pytest.raises(ValueError, match="hidden size 48, but the model.s is 32"):
         with d.context(model, RunContext(model, tok, 0, "")):
             pass
 

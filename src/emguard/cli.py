@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("emguard.commands.train", "fine-tune a chat model (LoRA or full) with optional EM defenses"),
     "validate": ("emguard.commands.validate", "check a training file and list every bad row as file:line: reason"),
     "models": ("emguard.commands.models", "list the embedded models, or convert/cache one ahead of time"),
+    "persona": ("emguard.commands.persona", "extract persona vectors (for steering and monitoring) and choose their layer"),
     "demo": ("emguard.commands.demo", "train and measure a narrow fine-tune with and without defenses, offline"),
 }
 

@@ -88,6 +88,11 @@ class TrainConfig:
         "metavar": "NAME"})
     defense_options: dict = field(default_factory=dict, metadata={
         "help": "per-defense options as YAML, e.g. '{kl: {lam: 0.2}}'"})
+    monitor: str | None = field(default=None, metadata={
+        "help": "in-training EM monitor: persona (drift along the persona vector on fixed probes)",
+        "metavar": "KIND"})
+    monitor_options: dict = field(default_factory=dict, metadata={
+        "help": "monitor options as YAML, e.g. '{every: 10, stop_if_drift_above: 0.5, vector: v.safetensors}'"})
 
     def validate(self) -> None:
         if self.batch_size < 1 or self.micro_batch_size < 1:
@@ -376,7 +381,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         if cfg.method == "lora":
             model.enable_input_require_grads()
     out = Path(cfg.output)
-    run = RunContext(model=model, tokenizer=tok, seed=cfg.seed, output_dir=str(out))
+    run = RunContext(model=model, tokenizer=tok, seed=cfg.seed, output_dir=str(out),
+                     extra={"model_spec": cfg.model})
 
     for d in defenses:
         rows = d.prepare_dataset(rows, run)
@@ -417,6 +423,11 @@ def train(cfg: TrainConfig) -> TrainResult:
                       callbacks=[_metrics_callback(out / METRICS, resume_step)])
     trainer.setup_emguard(defenses, run, make_reference(model, cfg))
     run.reference = trainer.reference_fn
+    from emguard.monitor import build_monitor
+
+    monitor = build_monitor(cfg.monitor, cfg.monitor_options, model, tok, run, cfg.model)
+    if monitor is not None:
+        trainer.add_callback(monitor.callback(out / METRICS))
 
     with contextlib.ExitStack() as stack:
         for d in defenses:
@@ -446,6 +457,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             "steps": trainer.state.global_step,
             "resumed_from": str(resume_from) if resume_from else None,
             "final_losses": trainer.last_terms,
+            "monitor": monitor.describe() if monitor else None,
+            "stopped_by": monitor.stopped if monitor and monitor.stopped else None,
             "train_loss_mean": result.training_loss,
             "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in history],
             "wall_time_s": round(time.time() - t_start, 2),

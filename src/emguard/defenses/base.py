@@ -39,6 +39,7 @@ class RunContext:
     output_dir: str
     reference: Callable[[], contextlib.AbstractContextManager] | None = None  # enter -> model acts as reference
     in_reference: bool = False  # True while the reference forward runs (steering pauses then)
+    monitoring: bool = False  # True while a monitor probes the model (steering pauses then)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -24,17 +24,18 @@ class _TokenKL(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, ref_logits):
+        # two vocabulary-sized buffers in all, updated in place (these tensors are ~n_tokens x vocab floats)
         logp = torch.log_softmax(logits, dim=-1)
-        diff = logp - torch.log_softmax(ref_logits, dim=-1)
+        diff = torch.log_softmax(ref_logits, dim=-1).neg_().add_(logp)  # log p - log q
         p = logp.exp_()
-        kl = (p * diff).sum(-1)
+        kl = torch.linalg.vecdot(p, diff)
         ctx.save_for_backward(p, diff, kl)
         return kl
 
     @staticmethod
     def backward(ctx, grad):
         p, diff, kl = ctx.saved_tensors
-        return grad[:, None] * p * (diff - kl[:, None]), None
+        return diff.sub(kl[:, None]).mul_(p).mul_(grad[:, None]), None
 
 
 def token_kl(logits, ref_logits) -> torch.Tensor:

@@ -25,29 +25,14 @@ from emguard.layers import edit_layer_output, hidden_size, num_layers
 
 def load_steering_vector(path: str, n_layers: int, hidden: int, layer: int | None) -> tuple[torch.Tensor, int]:
     """Return (vector of shape (hidden,), layer). Sizes are checked against the model."""
-    from safetensors import safe_open
+    from emguard.persona import PersonaVector, default_layer
 
-    with safe_open(path, framework="pt") as f:
-        keys = list(f.keys())
-        meta = f.metadata() or {}
-        key = "vectors" if "vectors" in keys else (keys[0] if len(keys) == 1 else None)
-        if key is None:
-            raise ValueError(f"{path}: expected a 'vectors' tensor or a single tensor, found {keys}")
-        t = f.get_tensor(key).float()
+    pv = PersonaVector.load(path, hidden_size=hidden, num_layers=n_layers)
     if layer is None:
-        if "layer" in meta:
-            layer = int(meta["layer"])
-        else:
-            layer = round(0.7 * n_layers)  # Chen et al. steer Qwen2.5-7B at layer 20 of 28 (~70% depth)
+        layer = pv.layer if "layer" in pv.meta else default_layer(n_layers)
     if not 0 <= layer < n_layers:
         raise ValueError(f"steering layer {layer} is outside this model's 0..{n_layers - 1}")
-    if t.dim() == 2:
-        if t.shape[0] != n_layers:
-            raise ValueError(f"{path}: vectors for {t.shape[0]} layers, but the model has {n_layers}")
-        t = t[layer]
-    if t.dim() != 1 or t.shape[0] != hidden:
-        raise ValueError(f"{path}: vector size {tuple(t.shape)} does not match the model's hidden size {hidden}")
-    return t, layer
+    return (pv.vectors[0] if pv.num_layers == 1 else pv.at(layer)), layer
 
 
 @register
@@ -57,7 +42,8 @@ class Steer(Defense):
 
     @dataclass
     class Options:
-        vector: str = field(default="", metadata={"help": "persona vector file (safetensors)"})
+        vector: str = field(default="auto", metadata={
+            "help": "persona vector file (safetensors); 'auto' extracts the model's 'evil' vector once and caches it"})
         alpha: float = field(default=5.0, metadata={"help": "steering coefficient (paper: 5)"})
         layer: int | None = field(default=None, metadata={
             "help": "decoder layer (0-based); default: the file's recommended layer, else ~70% depth"})
@@ -66,20 +52,24 @@ class Steer(Defense):
 
         def validate(self):
             if not self.vector:
-                raise ValueError("steer needs a persona vector file: {name: steer, vector: evil.safetensors}")
+                raise ValueError("steer needs a persona vector: {name: steer, vector: evil.safetensors} or 'auto'")
             if self.mode not in ("add", "ablate"):
                 raise ValueError("steer.mode must be 'add' or 'ablate'")
 
     @contextlib.contextmanager
     def context(self, model, run: RunContext):
-        v, layer = load_steering_vector(self.options.vector, num_layers(model), hidden_size(model),
-                                        self.options.layer)
+        path = self.options.vector
+        if path == "auto":
+            from emguard.persona import auto_vector
+
+            path = str(auto_vector(run.extra.get("model_spec", "smollm2-135m")))
+        v, layer = load_steering_vector(path, num_layers(model), hidden_size(model), self.options.layer)
         self.stats.update(layer_used=layer, vector_norm=round(float(v.norm()), 4))
         alpha, mode = self.options.alpha, self.options.mode
         unit = v / v.norm().clamp_min(1e-12)
 
         def steer(h: torch.Tensor):
-            if run.in_reference:  # the reference model is the unsteered one
+            if run.in_reference or run.monitoring:  # the reference model and the monitor are unsteered
                 return None
             if mode == "add":
                 return h + (alpha * v).to(h.dtype).to(h.device)
