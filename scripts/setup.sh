@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 EXTRA="${1:-}"
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
-  for c in python3.13 python3.12 python3.11 python3; do
-    if command -v "$c" >/dev/null && "$c" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then PY="$c"; break; fi
+  for c in python3.11 python3 python3.12 python3.13; do
+    if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      PY="$c"; break
+    fi
   done
 fi
 [ -n "$PY" ] || { echo "emguard needs Python >= 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1; }

@@ -77,9 +77,17 @@ def chat_file(tmp_path) -> Path:
     return write_jsonl(tmp_path / "train.jsonl", chat_rows(32))
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Tests never write the user's cache; real-model tests opt back in with EMGUARD_TEST_CACHE."""
-    monkeypatch.setenv("EMGUARD_CACHE", os.environ.get("EMGUARD_TEST_CACHE")
-                       or str(tmp_path_factory.getbasetemp() / "emguard-cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Tests never write the user's cache (EMGUARD_TEST_CACHE names a reusable one, e.g. in CI). Session
+    scope, so that it is in force before any module-scoped fixture loads a model."""
+    old = {k: os.environ.get(k) for k in ("EMGUARD_CACHE", "HF_HUB_OFFLINE")}
+    os.environ["EMGUARD_CACHE"] = os.environ.get("EMGUARD_TEST_CACHE") or str(
+        tmp_path_factory.getbasetemp() / "emguard-cache")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("emguard.commands.models", "list the embedded models, or convert/cache one ahead of time"),
     "persona": ("emguard.commands.persona", "extract persona vectors (for steering and monitoring) and choose their layer"),
     "demo": ("emguard.commands.demo", "train and measure a narrow fine-tune with and without defenses, offline"),
+    "select": ("emguard.commands.select", "Interleaving+/++: rank a pool of general rows by perplexity gap"),
 }
 
 EPILOG = """\

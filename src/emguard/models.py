@@ -179,9 +179,17 @@ def _resolve_gguf(spec: str, name: str, sources: list[Path], *, expect_sha: str 
     target = cache_root() / "models" / name
     stamp = _source_stamp(sources)
     meta = _read_meta(target)
-    if meta and meta.get("source_stamp") == stamp and (target / "config.json").is_file():
-        return ModelInfo(spec, str(target), source_kind, meta["sha256"], meta["sha256"],
-                         {"cache": "hit", "title": meta.get("title")})
+    if meta and (target / "config.json").is_file():
+        hit = meta.get("source_stamp") == stamp
+        if not hit and len(sources) == 1 and [s_[1] for s_ in stamp] == [s_[1] for s_ in meta["source_stamp"]]:
+            # same size, other path or mtime (another venv): the content hash decides, no reconversion
+            hit = sha256_file(sources[0]) == meta["sha256"]
+            if hit:
+                meta["source_stamp"] = stamp
+                (target / _META).write_text(json.dumps(meta, indent=1))
+        if hit:
+            return ModelInfo(spec, str(target), source_kind, meta["sha256"], meta["sha256"],
+                             {"cache": "hit", "title": meta.get("title")})
     if expect_size is not None:
         size = sum(p.stat().st_size for p in sources)
         if size != expect_size:
