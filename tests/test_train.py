@@ -148,3 +148,24 @@ def test_kill_and_resume_matches_uninterrupted(tiny_model, tmp_path):
     steps = [json.loads(l)["step"] for l in (killed / "metrics.jsonl").read_text().splitlines()
              if "loss" in json.loads(l)]
     assert steps == sorted(set(steps)), "metrics.jsonl repeats steps after resume"
+
+
+def test_cli_flags_and_yaml_merge(tmp_path):
+    import argparse
+
+    from emguard.config import ConfigError, add_dataclass_args, resolve_config
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--config")
+    add_dataclass_args(p, TrainConfig)
+    y = tmp_path / "run.yaml"
+    y.write_text("learning_rate: 2.0e-4\nseed: 3\ndefenses: [kl]\n")
+    args = p.parse_args(["--config", str(y), "--seed", "5", "--defenses", "kl", "{name: ldifs, lam: 0.5}",
+                         "--no-progress", "--learning_rate", "3e-4"])
+    cfg = resolve_config(TrainConfig, args)
+    assert cfg.seed == 5 and cfg.learning_rate == 3e-4 and cfg.progress is False
+    assert cfg.defenses == ["kl", {"name": "ldifs", "lam": 0.5}]
+    assert resolve_config(TrainConfig, p.parse_args(["--config", str(y)])).learning_rate == 2e-4
+    y.write_text("learning_rat: 1\n")
+    with pytest.raises(ConfigError, match="unknown option 'learning_rat'"):
+        resolve_config(TrainConfig, p.parse_args(["--config", str(y)]))

@@ -70,7 +70,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tupl
         elif tp in (int, float, str):
             kwargs["type"] = tp
             kwargs["metavar"] = f.metadata.get("metavar", tp.__name__.upper())
-        elif origin is list:
+        elif origin is list or tp is list:
             kwargs["nargs"] = "+"
             kwargs["metavar"] = f.metadata.get("metavar", "VALUE")
             kwargs["type"] = _parse_scalar_or_yaml
@@ -105,13 +105,13 @@ def _coerce(name: str, value: Any, tp: Any, source: str) -> Any:
             return float(value)
         if tp is str:
             return str(value)
-        if origin is list:
+        if origin is list or tp is list:
             if isinstance(value, str):
                 value = [v for v in value.split(",") if v]
             if not isinstance(value, list):
                 value = [value]
             return list(value)
-        if origin is dict and not isinstance(value, dict):
+        if (origin is dict or tp is dict) and not isinstance(value, dict):
             raise ValueError(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: '{name}' must be {getattr(tp, '__name__', tp)}, got {value!r}") from None
