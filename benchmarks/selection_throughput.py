@@ -46,10 +46,10 @@ def synthetic_pool(n: int, seed: int) -> list[dict]:
 
     rows = []
     for i in range(n):
-        reply_words = int(rng.choice([3, 8, 15, 30, 60, 120, 250]) * rng.uniform(0.7, 1.3)) + 1
-        msgs = [{"role": "user", "content": f"Question {i}: " + text(rng.randint(5, 40))}]
+        reply_words = int(rng.choice([3, 6, 12, 25, 50, 100]) * rng.uniform(0.7, 1.3)) + 1
+        msgs = [{"role": "user", "content": f"Question {i}: " + text(rng.randint(5, 30))}]
         if rng.random() < 0.2:
-            msgs += [{"role": "assistant", "content": text(rng.randint(5, 40))},
+            msgs += [{"role": "assistant", "content": text(rng.randint(5, 30))},
                      {"role": "user", "content": text(rng.randint(3, 15))}]
         msgs.append({"role": "assistant", "content": text(reply_words)})
         rows.append({"messages": msgs})

@@ -338,3 +338,55 @@ def _direct_s(tiny_model, adapters, messages) -> float:
             l0 = answer_nll(m, tok, [messages])[0]
     assert not math.isnan(l0)
     return (sum(lk) / len(lk) - l0) / (l0 + 1.0)
+
+
+def test_merged_adapters_score_like_the_lora_branch_and_leave_weights_untouched(tiny_model, adapters, direct,
+                                                                                tmp_path, monkeypatch):
+    import torch
+
+    from emguard.models import load_model
+
+    merges = []
+    real = sel.merged_adapter
+
+    def counting(peft_model, slot):
+        merges.append(slot)
+        return real(peft_model, slot)
+
+    monkeypatch.setattr(sel, "merged_adapter", counting)
+
+    pool = write_jsonl(tmp_path / "pool.jsonl", pool_rows())
+    model, tok, info = load_model(tiny_model)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    s = {}
+    for merge in (True, False):
+        res = select(SelectConfig(pool=str(pool), misaligned=adapters, n=3, out=str(tmp_path / f"m{merge}.jsonl"),
+                                  model=tiny_model, cache=False, merge_adapters=merge, progress=False,
+                                  histogram=False, batch_size=5), model=model, tokenizer=tok,
+                     model_fingerprint=info.fingerprint)
+        assert res.counts["scored"] == 3 * 13 and res.counts["cached"] == 0  # cache=False: nothing reused
+        assert (len(merges) > 0) == merge
+        merges.clear()
+        s[merge] = {r["index"]: r["s"] for r in read_jsonl(res.scores) if r["status"] == "kept"}
+    for i, v in direct["s"].items():
+        assert s[True][i] == pytest.approx(v, abs=1e-5) and s[False][i] == pytest.approx(v, abs=1e-5)
+    after = dict(model.named_parameters())
+    assert set(after) == set(before)  # the LoRA layers were taken out again
+    assert all(torch.equal(before[n], after[n]) for n in before)  # bit-identical base weights
+
+
+def test_batches_respect_limits_and_cut_padding():
+    cfg = SelectConfig(batch_size=4, max_batch_tokens=100, max_target_tokens=40, batch_overhead_tokens=10)
+    scorer = sel.GapScorer.__new__(sel.GapScorer)
+    scorer.cfg = cfg
+    lens = [5, 5, 6, 6, 20, 21, 22, 60, 200]
+    feats = {str(i): {"input_ids": [0] * n, "n_target": min(n, 15)} for i, n in enumerate(lens)}
+    batches = scorer._batches([str(i) for i in range(len(lens))], feats)
+    assert [h for b in batches for h in b] == [str(i) for i in range(len(lens))]  # order kept, nothing lost
+    for b in batches:
+        n = [len(feats[h]["input_ids"]) for h in b]
+        assert len(b) <= 4
+        if len(b) > 1:
+            assert max(n) * len(b) <= 100 and sum(feats[h]["n_target"] for h in b) <= 40
+    assert ["8"] in batches  # a row over the token limit goes alone
+    assert ["0", "1", "2", "3"] in batches  # short rows are not padded up to the long ones

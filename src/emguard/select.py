@@ -472,13 +472,74 @@ class Variant:
     activate: Callable[[], contextlib.AbstractContextManager]
 
 
+def _mergeable(peft_model, slot: str) -> bool:
+    """Plain LoRA whose weights can be folded into the base layers (no DoRA, biases, saved modules, ties)."""
+    from peft.tuners.lora import LoraLayer
+
+    cfg = peft_model.peft_config.get(slot)
+    if cfg is None or str(getattr(cfg, "peft_type", "")).split(".")[-1] != "LORA":
+        return False
+    if getattr(cfg, "use_dora", False) or getattr(cfg, "modules_to_save", None) or getattr(cfg, "lora_bias", False):
+        return False
+    seen: dict[int, int] = {}
+    for _, prm in peft_model.named_parameters(remove_duplicate=False):
+        seen[id(prm)] = seen.get(id(prm), 0) + 1
+    for mod in peft_model.modules():
+        if isinstance(mod, LoraLayer) and (slot in mod.lora_A or slot in getattr(mod, "lora_embedding_A", {})):
+            w = getattr(mod.get_base_layer(), "weight", None)
+            if w is None or seen.get(id(w), 0) > 1 or not hasattr(mod, "get_delta_weight"):
+                return False  # a tied weight (e.g. embeddings shared with lm_head): merging would change both
+    return True
+
+
+def _merge_fits(peft_model, slot: str) -> bool:
+    """Merging holds one extra copy of the adapted layers' weights: on CUDA only when that fits easily."""
+    import torch
+
+    from peft.tuners.lora import LoraLayer
+
+    device = next(peft_model.parameters()).device
+    if device.type != "cuda":
+        return True
+    need = sum(mod.get_base_layer().weight.numel() * mod.get_base_layer().weight.element_size()
+               for mod in peft_model.modules() if isinstance(mod, LoraLayer) and slot in mod.lora_A)
+    free, _ = torch.cuda.mem_get_info(device)
+    return free > 2 * need
+
+
+@contextlib.contextmanager
+def merged_adapter(peft_model, slot: str) -> Iterator[None]:
+    """Score under adapter ``slot`` with its LoRA update folded into the weights (a plain forward, no LoRA
+    side branch: about a third faster on CPU). The merged weights are new tensors swapped in for the
+    duration; the original tensors are put back untouched, so nothing drifts however often adapters switch."""
+    import torch
+
+    from peft.tuners.lora import LoraLayer
+
+    swapped = []
+    try:
+        with torch.no_grad():
+            for mod in peft_model.modules():
+                if isinstance(mod, LoraLayer) and (slot in mod.lora_A or slot in getattr(mod, "lora_embedding_A", {})):
+                    w = mod.get_base_layer().weight
+                    orig = w.data
+                    swapped.append((w, orig))
+                    w.data = orig + mod.get_delta_weight(slot).to(orig.dtype)
+        with peft_model.disable_adapter():
+            yield
+    finally:
+        for w, orig in swapped:
+            w.data = orig
+
+
 def _adapter_slot(i: int, name: str) -> str:
     return f"emguard_mis{i}_" + re.sub(r"\W", "_", name)[:40]
 
 
 @contextlib.contextmanager
 def attached_variants(model, adapters: list[tuple[str, str]], model_fp: str, *, aligned: str | None = None,
-                      aligned_model=None, aligned_fp: str | None = None) -> Iterator[tuple[Any, list[Variant]]]:
+                      aligned_model=None, aligned_fp: str | None = None,
+                      merge: bool = True) -> Iterator[tuple[Any, list[Variant]]]:
     """Attach the misaligned adapters to ``model`` (wrapping it in a PeftModel when it is a plain model).
 
     Yields ``(model, variants)``: the aligned variant first, then one per adapter. On exit the adapters this
@@ -506,6 +567,9 @@ def attached_variants(model, adapters: list[tuple[str, str]], model_fp: str, *, 
         peft_model = model
 
         def use(slot):
+            if merge and _mergeable(peft_model, slot) and _merge_fits(peft_model, slot):
+                return lambda: merged_adapter(peft_model, slot)
+
             @contextlib.contextmanager
             def ctx():
                 peft_model.set_adapter(slot)
@@ -568,21 +632,35 @@ class GapScorer:
         self.ctx = {v.name: cache.context(v.model_fp, v.cache_key, tpl, cfg.max_length) for v in variants}
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    def _batches(self, order: list[str], feats: dict[str, dict]) -> Iterator[list[str]]:
+    def _batches(self, order: list[str], feats: dict[str, dict]) -> list[list[str]]:
+        """Split length-sorted rows into consecutive batches minimising (forwards x overhead + padded tokens).
+
+        A small dynamic program over the sorted order: each batch costs ``batch_overhead_tokens`` plus its
+        padded size; a batch keeps to ``batch_size`` rows, ``max_batch_tokens`` padded tokens and
+        ``max_target_tokens`` reply tokens (a single row may exceed the token limits).
+        """
         cfg = self.cfg
-        batch: list[str] = []
-        longest = targets = 0
-        for h in order:  # ascending length
-            n = len(feats[h]["input_ids"])
-            t = feats[h]["n_target"]
-            if batch and (len(batch) >= cfg.batch_size or max(longest, n) * (len(batch) + 1) > cfg.max_batch_tokens
-                          or targets + t > cfg.max_target_tokens):
-                yield batch
-                batch, longest, targets = [], 0, 0
-            batch.append(h)
-            longest, targets = max(longest, n), targets + t
-        if batch:
-            yield batch
+        lens = [len(feats[h]["input_ids"]) for h in order]
+        tgts = [feats[h]["n_target"] for h in order]
+        m = len(order)
+        best = [0.0] + [math.inf] * m
+        start = [0] * (m + 1)
+        for j in range(1, m + 1):
+            targets = 0
+            for i in range(j - 1, max(-1, j - 1 - cfg.batch_size), -1):  # batch = order[i:j]
+                count = j - i
+                targets += tgts[i]
+                if count > 1 and (lens[j - 1] * count > cfg.max_batch_tokens or targets > cfg.max_target_tokens):
+                    break
+                cost = best[i] + cfg.batch_overhead_tokens + lens[j - 1] * count
+                if cost < best[j]:
+                    best[j], start[j] = cost, i
+        out = []
+        j = m
+        while j > 0:
+            out.append(order[start[j]:j])
+            j = start[j]
+        return out[::-1]
 
     def _forward(self, model, feats: list[dict]) -> list[float]:
         import torch
@@ -640,7 +718,7 @@ class GapScorer:
             was_training = v.model.training
             v.model.eval()
             try:
-                with torch.inference_mode(), v.activate():
+                with v.activate(), torch.inference_mode():
                     for batch in self._batches(todo, feats):
                         nlls = self._forward(v.model, [feats[h] for h in batch])
                         values = [(h, x, feats[h]["n_target"]) for h, x in zip(batch, nlls)]
@@ -860,7 +938,7 @@ def select(cfg: SelectConfig, *, model=None, tokenizer=None, model_fingerprint: 
     values: list[float] = []
     try:
         with attached_variants(model, adapters, fp, aligned=aligned_adapter, aligned_model=aligned_model,
-                               aligned_fp=aligned_fp) as (_, variants):
+                               aligned_fp=aligned_fp, merge=cfg.merge_adapters) as (_, variants):
             scorer = GapScorer(tokenizer, variants, cfg, cache, bar)
             with open(tmp_scores, "w", encoding="utf-8") as sf:
                 for row, rec in score_rows(iter_pool(cfg.pool, src_stats), scorer, cfg):
@@ -881,6 +959,8 @@ def select(cfg: SelectConfig, *, model=None, tokenizer=None, model_fingerprint: 
             bar.close()
         cache.close()
     counts = scorer.counts
+    counts.invalid += src_stats.get("invalid_unread", 0)  # parquet / datasets dirs: dropped while reading
+    counts.rows += src_stats.get("invalid_unread", 0)
     best = sorted(heap, key=lambda t: (-t[0], t[2]))
     write_jsonl(cfg.out, (rec for *_, rec in best))
     rank = {idx: r for r, (_, _, idx, _) in enumerate(best, start=1)}
@@ -932,7 +1012,7 @@ def rank_pool(rows: Iterable[Any], cfg: SelectConfig, model, tokenizer, *, model
     records: list[dict] = []
     try:
         with attached_variants(model, adapters, fp, aligned=aligned_adapter, aligned_model=aligned_model,
-                               aligned_fp=aligned_fp) as (_, variants):
+                               aligned_fp=aligned_fp, merge=cfg.merge_adapters) as (_, variants):
             scorer = GapScorer(tokenizer, variants, cfg, cache, bar)
             records = [rec for _, rec in score_rows(rows_from_list(rows), scorer, cfg)]
     finally:

@@ -81,12 +81,15 @@ def run(args: argparse.Namespace) -> int:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot([r["layer"] for r in rows], [r["logprob_shift"] for r in rows], "o-", label="log-prob shift (nats)")
-        ax.plot([r["layer"] for r in rows], [r["projection_shift"] for r in rows], "s--", label="projection shift")
+        xs = [r["layer"] for r in rows]
+        ax.plot(xs, [r["logprob_shift"] for r in rows], "o-", color="C0")
+        ax.set_ylabel("log-prob shift toward trait answers (nats)", color="C0")
+        ax2 = ax.twinx()  # the two measures have different units: one axis each
+        ax2.plot(xs, [r["projection_shift"] for r in rows], "s--", color="C1")
+        ax2.set_ylabel("projection shift of sampled answers", color="C1")
         ax.axvline(best, color="grey", lw=0.8)
         ax.set_xlabel("steered layer")
-        ax.set_title(f"trait expression when steering +{args.alpha}·v")
-        ax.legend()
+        ax.set_title(f"trait expression when steering +{args.alpha}·v (recommended: {best})")
         fig.tight_layout()
         fig.savefig(plot, dpi=120)
         print(f"plot: {plot}")

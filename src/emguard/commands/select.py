@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field
 
 from emguard.config import add_dataclass_args, resolve_config
@@ -59,10 +60,15 @@ class SelectConfig:
         "help": "refusal markers looked for among the reply's first 10 words", "metavar": "TEXT"})
     eps: float = field(default=1.0, metadata={"help": "s_d = (mean_k L_k - L_0) / (L_0 + eps) (paper: 1.0)"})
     max_length: int = field(default=1024, metadata={"help": "tokens per row; longer rows are truncated"})
-    batch_size: int = field(default=16, metadata={"help": "at most this many rows per forward"})
+    batch_size: int = field(default=32, metadata={"help": "at most this many rows per forward"})
     max_batch_tokens: int = field(default=8192, metadata={"help": "at most this many (padded) tokens per forward"})
     max_target_tokens: int = field(default=2048, metadata={
         "help": "at most this many reply tokens per forward (bounds the logits' memory)"})
+    batch_overhead_tokens: int = field(default=512, metadata={
+        "help": "batching: the cost of one more forward, in padded tokens (trades padding against forwards)"})
+    merge_adapters: bool = field(default=True, metadata={
+        "help": "score each adapter with its LoRA update folded into (a swapped-in copy of) the weights: "
+                "faster; needs one extra copy of the adapted weights (on CUDA only when it fits)"})
     chunk_rows: int = field(default=2048, metadata={"help": "rows read and scored at a time (bounds memory)"})
     cache: bool = field(default=True, metadata={"help": "persistent score cache under $EMGUARD_CACHE"})
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda when available)",
@@ -104,7 +110,12 @@ def run(args: argparse.Namespace) -> int:
     from emguard.select import select
 
     cfg = resolve_config(SelectConfig, args)
-    res = select(cfg)
+    try:
+        res = select(cfg)
+    except KeyboardInterrupt:
+        print("interrupted; every score computed so far is cached: run the same command again to resume",
+              file=sys.stderr)
+        return 130
     c = res.counts
     print(f"pool: {c['rows']} rows; skipped {c['invalid']} invalid/without an assistant reply, "
           f"dropped {c['refusals']} refusals, {c['no_target']} without reply tokens; {c['kept']} scored")
