@@ -524,7 +524,7 @@ def merged_adapter(peft_model, slot: str) -> Iterator[None]:
                     w = mod.get_base_layer().weight
                     orig = w.data
                     swapped.append((w, orig))
-                    w.data = orig + mod.get_delta_weight(slot).to(orig.dtype)
+                    w.data = orig + 0.5 * mod.get_delta_weight(slot).to(orig.dtype)
         with peft_model.disable_adapter():
             yield
     finally:
