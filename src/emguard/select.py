@@ -124,6 +124,7 @@ def iter_json_array(path: str | os.PathLike, *, chunk_chars: int = 1 << 20, stat
             if not more:
                 eof = True
                 return False
+            st["chars_read"] = st.get("chars_read", 0) + len(more)
             buf = buf[pos:] + more
             pos = 0
             return True
@@ -169,6 +170,7 @@ def iter_json_array(path: str | os.PathLike, *, chunk_chars: int = 1 << 20, stat
                     continue
                 st["truncated"] = True
                 return
+            st["chars_done"] = st["chars_read"] - (len(buf) - end)  # how far into the file this element ends
             yield obj
             st["elements"] += 1
             pos = end
@@ -524,7 +526,7 @@ def merged_adapter(peft_model, slot: str) -> Iterator[None]:
                     w = mod.get_base_layer().weight
                     orig = w.data
                     swapped.append((w, orig))
-                    w.data = orig + 0.5 * mod.get_delta_weight(slot).to(orig.dtype)
+                    w.data = orig + mod.get_delta_weight(slot).to(orig.dtype)
         with peft_model.disable_adapter():
             yield
     finally:
@@ -751,7 +753,8 @@ def _chunks(it: Iterable, n: int) -> Iterator[list]:
         yield chunk
 
 
-def score_rows(rows: Iterable[PoolRow], scorer: GapScorer, cfg: SelectConfig) -> Iterator[tuple[PoolRow, dict]]:
+def score_rows(rows: Iterable[PoolRow], scorer: GapScorer, cfg: SelectConfig,
+               total_hint: Callable[[int], int | None] | None = None) -> Iterator[tuple[PoolRow, dict]]:
     """Score a stream of pool rows chunk by chunk; yield ``(row, scores record)`` for every row, in order.
 
     The record has ``index``, ``sha256`` (of the scored conversation), ``L`` (per adapter), ``L0``, ``s``,
@@ -804,6 +807,9 @@ def score_rows(rows: Iterable[PoolRow], scorer: GapScorer, cfg: SelectConfig) ->
             yield row, rec
         if scorer.bar is not None:  # rows served from the cache or dropped count as done too
             scorer.bar.n = c.rows
+            est = total_hint(c.rows) if total_hint else None
+            if est:  # a pool whose size is known only roughly (a JSON array): refine the ETA as it is read
+                scorer.bar.total = max(est, c.rows)
             scorer.bar.refresh()
 
 
@@ -813,8 +819,7 @@ def _progress(cfg: SelectConfig, total: int | None, desc: str):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="row", dynamic_ncols=True,
-                bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
-                if total else None)
+                bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} rows [{elapsed}<{remaining}, {rate_fmt}]")
 
 
 def _fingerprint_of(model, spec: str | None) -> str:
@@ -932,16 +937,25 @@ def select(cfg: SelectConfig, *, model=None, tokenizer=None, model_fingerprint: 
     scores_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_scores = scores_path.with_name(f".{scores_path.name}.tmp-{os.getpid()}")
     src_stats: dict = {}
-    total = None if cfg.pool == "sharegpt" else _count_lines(Path(cfg.pool))
+    pool_path = sharegpt_package_file() if str(cfg.pool) == "sharegpt" else Path(cfg.pool)
+    if not pool_path.exists():
+        raise FileNotFoundError(f"pool not found: {cfg.pool}")
+    total = _count_lines(pool_path) if not _is_json_array_file(pool_path) else None
+    size = pool_path.stat().st_size if pool_path.is_file() else 0
+
+    def total_hint(done: int) -> int | None:  # JSON arrays: rows so far scaled by the share of the file read
+        read = src_stats.get("chars_done")
+        return int(done * size / read) if total is None and read and size else None
+
     bar = _progress(cfg, total, "scoring")
-    heap: list[tuple[float, int, int, dict]] = []  # (s, -index, seq, record): the best n so far
+    heap: list[tuple[float, int, int, dict]] = []  # (s, -index, index, record): the best n so far
     values: list[float] = []
     try:
         with attached_variants(model, adapters, fp, aligned=aligned_adapter, aligned_model=aligned_model,
                                aligned_fp=aligned_fp, merge=cfg.merge_adapters) as (_, variants):
             scorer = GapScorer(tokenizer, variants, cfg, cache, bar)
             with open(tmp_scores, "w", encoding="utf-8") as sf:
-                for row, rec in score_rows(iter_pool(cfg.pool, src_stats), scorer, cfg):
+                for row, rec in score_rows(iter_pool(pool_path, src_stats), scorer, cfg, total_hint):
                     sf.write(json.dumps(rec) + "\n")
                     if rec["status"] != "kept":
                         continue

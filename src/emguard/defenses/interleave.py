@@ -81,6 +81,9 @@ class Interleave(Defense):
         if g > len(pool):
             raise ValueError(f"interleave needs {g} general rows but the pool {self.options.pool} has {len(pool)}")
         chosen = RANKERS[self.options.select](pool, self.options, run)[:g]
+        if len(chosen) < g:  # e.g. Interleaving++ dropped refusals and too few rows remain
+            raise ValueError(f"interleave needs {g} general rows but selection '{self.options.select}' left only "
+                             f"{len(chosen)} of the pool's {len(pool)}")
         general = [dataclasses.replace(pool[i], source=f"{GENERAL_SOURCE_PREFIX}{pool[i].source}") for i in chosen]
         mix = list(rows) + general
         random.Random(run.seed).shuffle(mix)
