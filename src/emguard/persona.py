@@ -152,12 +152,12 @@ def response_means(model, tokenizer, conversations: list[list[dict]], layers: li
     """(n_conversations, n_layers, hidden): each decoder layer's output averaged over the last assistant
     reply's tokens (teacher-forced)."""
     from emguard.chat import pad_batch, tokenize_conversation
-    from emguard.layers import capture_layer_outputs, num_layers
+    from emguard.layers import capture_layer_outputs, hidden_size, num_layers
 
     layers = list(range(num_layers(model))) if layers is None else layers
     feats = [tokenize_conversation(tokenizer, c, max_length=max_length).to_features() for c in conversations]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    out = torch.zeros(len(feats), len(layers), _hidden(model))
+    out = torch.zeros(len(feats), len(layers), hidden_size(model))
     was = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -176,12 +176,6 @@ def response_means(model, tokenizer, conversations: list[list[dict]], layers: li
     finally:
         model.train(was)
     return out
-
-
-def _hidden(model) -> int:
-    from emguard.layers import hidden_size
-
-    return hidden_size(model)
 
 
 def generate_answers(model, tokenizer, trait: Trait, *, n: int, max_new_tokens: int, seed: int,

@@ -35,7 +35,7 @@ def answer_nll(model, tokenizer, conversations: Iterable[list[dict]], *, batch_s
     for idx in it:
         b = {k: v.to(device) for k, v in pad_batch([feats[i] for i in idx], pad).items()}
         mask = target_mask_of(b["labels"])
-        logits, _ = forward_selected(model, b, mask, hidden_states=False)
+        logits = forward_selected(model, b, mask)
         targets = b["labels"][:, 1:][b["labels"][:, 1:] != -100]
         nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
         counts = mask.sum(1).tolist()

@@ -676,7 +676,7 @@ class GapScorer:
         b = pad_batch([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in feats], self.pad)
         b = {k: v.to(device) for k, v in b.items()}
         mask = target_mask_of(b["labels"])
-        logits, _ = forward_selected(model, b, mask, hidden_states=False)
+        logits = forward_selected(model, b, mask)
         FORWARD_CALLS += 1
         self.counts.forwards += 1
         shifted = b["labels"][:, 1:]

@@ -13,6 +13,7 @@ AdamW, weight decay 0.01; linear schedule with 5 warm-up steps; loss on response
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import logging
@@ -228,13 +229,16 @@ def target_mask_of(labels):
     return mask
 
 
-def forward_selected(model, inputs: dict, mask, *, hidden_states: bool):
+@functools.lru_cache(maxsize=None)
+def _accepts_logits_to_keep(model_cls: type) -> bool:
+    return "logits_to_keep" in inspect.signature(model_cls.forward).parameters
+
+
+def forward_selected(model, inputs: dict, mask):
     """Forward pass computing logits only at ``mask`` positions (``(n, vocab)``) when the model supports it."""
     kwargs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "use_cache": False}
-    if hidden_states:
-        kwargs["output_hidden_states"] = True
     base = model.get_base_model() if hasattr(model, "get_base_model") else getattr(model, "module", model)
-    if "logits_to_keep" in inspect.signature(base.forward).parameters:
+    if _accepts_logits_to_keep(type(base)):
         out = model(**kwargs, logits_to_keep=mask)
         logits = out.logits
         if logits.dim() == 3:  # a model that ignores boolean masks
@@ -242,7 +246,7 @@ def forward_selected(model, inputs: dict, mask, *, hidden_states: bool):
     else:
         out = model(**kwargs)
         logits = out.logits[mask]
-    return logits.float(), (out.hidden_states if hidden_states else None)
+    return logits.float()
 
 
 def step_loss(model, inputs: dict, defenses: list, run, reference_fn) -> tuple[Any, dict[str, Any]]:
@@ -266,8 +270,7 @@ def step_loss(model, inputs: dict, defenses: list, run, reference_fn) -> tuple[A
         lmask |= tmask
     is_target = tmask[lmask]
     targets = labels[:, 1:][labels[:, 1:] != -100]
-    need_hidden = any(d.needs_hidden_states for d in defenses)
-    logits, hs = forward_selected(model, inputs, lmask, hidden_states=need_hidden)
+    logits = forward_selected(model, inputs, lmask)
     ce = F.cross_entropy(logits[is_target], targets)
 
     # the reference's logits cost an LM-head projection: skip it when no defense reads them (ldifs alone)
@@ -277,12 +280,12 @@ def step_loss(model, inputs: dict, defenses: list, run, reference_fn) -> tuple[A
         with torch.no_grad(), reference_fn() as ref_model:
             run.in_reference = True
             try:
-                rl, rhs = forward_selected(ref_model, inputs, ref_mask, hidden_states=need_hidden)
+                rl = forward_selected(ref_model, inputs, ref_mask)
             finally:
                 run.in_reference = False
-        return StepOutputs(inputs, lmask, is_target, targets, rl, rhs, run)
+        return StepOutputs(inputs, lmask, is_target, targets, rl, run)
 
-    step = StepOutputs(inputs, lmask, is_target, targets, logits, hs, run, _reference_fn=reference_outputs)
+    step = StepOutputs(inputs, lmask, is_target, targets, logits, run, _reference_fn=reference_outputs)
     terms: dict[str, Any] = {"ce": ce}
     loss = ce
     for d in defenses:

@@ -58,7 +58,6 @@ class StepOutputs:
     is_target: Any  # bool (n_logits,)
     targets: Any  # (n_targets,) token ids predicted at the target rows
     logits: Any  # (n_logits, vocab), float32
-    hidden_states: tuple | None  # (embeddings, layer 0 output, ...) when a defense asked for them
     run: RunContext
     _reference_fn: Callable[[], "StepOutputs"] | None = None
     _reference: "StepOutputs | None" = None
@@ -75,7 +74,6 @@ class StepOutputs:
 class Defense:
     name: ClassVar[str] = ""
     help: ClassVar[str] = ""
-    needs_hidden_states: ClassVar[bool] = False
     needs_reference_logits: ClassVar[bool] = False  # step.reference().logits must be computed
 
     def wants_all_logits(self) -> bool:
