@@ -280,9 +280,11 @@ def test_unknown_defense_and_option_are_clear_errors():
     assert d.options.lam == 0.3
 
 
-def test_fused_kl_gradient_matches_autograd():
-    from emguard.defenses.kl import token_kl
+@pytest.mark.parametrize("chunk", [256, 2])  # 2: five rows span three chunks, the last one short
+def test_fused_kl_gradient_matches_autograd(monkeypatch, chunk):
+    from emguard.defenses.kl import _TokenKL, token_kl
 
+    monkeypatch.setattr(_TokenKL, "CHUNK", chunk)
     g = torch.Generator().manual_seed(0)
     l = torch.randn(5, 11, generator=g, dtype=torch.float64, requires_grad=True)
     r = torch.randn(5, 11, generator=g, dtype=torch.float64)

@@ -16,26 +16,38 @@ from emguard.defenses.base import Defense, StepOutputs, register
 
 
 class _TokenKL(torch.autograd.Function):
-    """Row-wise KL(softmax(l) || softmax(r)) with a fused backward.
+    """Row-wise KL(softmax(l) || softmax(r)), chunked over rows, with the gradient formed in the forward.
 
-    d KL / d l = p * (log p - log q - KL): one saved product instead of autograd's chain through log_softmax,
-    exp and the multiply, which matters at 50k-150k vocabulary entries per token.
+    d KL / d l = p * (log p - log q - KL). Forming it chunk by chunk during the forward means the graph keeps
+    one vocabulary-sized buffer (the gradient) instead of p and log p - log q, and the temporaries never exceed
+    one chunk; this matters at 50k-150k vocabulary entries per token.
     """
+
+    CHUNK = 128  # rows per chunk: temporaries stay at CHUNK x vocab floats (25 MB at 49k entries); 128-1024 time the same
 
     @staticmethod
     def forward(ctx, logits, ref_logits):
-        # two vocabulary-sized buffers in all, updated in place (these tensors are ~n_tokens x vocab floats)
-        logp = torch.log_softmax(logits, dim=-1)
-        diff = torch.log_softmax(ref_logits, dim=-1).neg_().add_(logp)  # log p - log q
-        p = logp.exp_()
-        kl = torch.linalg.vecdot(p, diff)
-        ctx.save_for_backward(p, diff, kl)
+        n = logits.shape[0]
+        kl = logits.new_empty(n)
+        dkl = torch.empty_like(logits)
+        for s in range(0, n, _TokenKL.CHUNK):
+            e = min(n, s + _TokenKL.CHUNK)
+            logp = torch.log_softmax(logits[s:e], dim=-1)
+            diff = torch.log_softmax(ref_logits[s:e], dim=-1).neg_().add_(logp)  # log p - log q
+            p = logp.exp_()
+            kl[s:e] = torch.linalg.vecdot(p, diff)
+            torch.mul(diff.sub_(kl[s:e, None]), p, out=dkl[s:e])
+        ctx.save_for_backward(dkl)
+        ctx.used = False
         return kl
 
     @staticmethod
     def backward(ctx, grad):
-        p, diff, kl = ctx.saved_tensors
-        return diff.sub(kl[:, None]).mul_(p).mul_(grad[:, None]), None
+        if ctx.used:  # the saved gradient is scaled in place below: a second backward would be wrong
+            raise RuntimeError("token_kl does not support backward twice through the same graph")
+        ctx.used = True
+        (dkl,) = ctx.saved_tensors
+        return dkl.mul_(grad[:, None]), None
 
 
 def token_kl(logits, ref_logits) -> torch.Tensor:
