@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "persona": ("emguard.commands.persona", "extract persona vectors (for steering and monitoring) and choose their layer"),
     "demo": ("emguard.commands.demo", "train and measure a narrow fine-tune with and without defenses, offline"),
     "select": ("emguard.commands.select", "Interleaving+/++: rank a pool of general rows by perplexity gap"),
+    "eval": ("emguard.commands.eval", "measure broad EM, narrow EM, benign learning and coherence (with CIs)"),
 }
 
 EPILOG = """\

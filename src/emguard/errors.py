@@ -35,8 +35,12 @@ def handle(fn: Callable[[], int | None]) -> int:
         print("interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
         return 130
     except Exception as e:  # TrainError and defense errors carry their own advice
+        from emguard.judges.base import JudgeError
         from emguard.train import TrainError
 
+        if isinstance(e, JudgeError):  # a judge endpoint failed after retries, or refused the key
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         if isinstance(e, (TrainError, ValueError)):
             print(f"error: {e}", file=sys.stderr)
             return 2 if isinstance(e, ValueError) else 1

@@ -40,3 +40,31 @@ def sample(model, tokenizer, prompts: list[list[dict]], *, n: int = 1, max_new_t
         tokenizer.padding_side = old_side
         model.train(was_training)
     return out
+
+
+def sample_vllm(model_spec: str, adapter: str | None, prompts: list[list[dict]], *, max_new_tokens: int = 600,
+                temperature: float = 1.0, top_p: float = 1.0, seeds: list[int] | None = None,
+                dtype: str = "bfloat16", max_lora_rank: int = 64) -> list[str]:
+    """One sampled reply per prompt with vLLM (GPU), the LoRA adapter applied per request via ``LoRARequest``.
+
+    Same output format as :func:`sample` with ``n=1``; ``seeds`` gives every request its own seed, so results
+    do not depend on how requests are batched. Needs ``pip install 'emguard[vllm]'`` and a GPU.
+    """
+    try:
+        from vllm import LLM, SamplingParams
+        from vllm.lora.request import LoRARequest
+    except ImportError:
+        raise RuntimeError("--backend vllm needs vLLM: pip install 'emguard[vllm]' (GPU only)") from None
+    from emguard.models import load_tokenizer, resolve_model
+
+    info = resolve_model(model_spec)
+    tok = load_tokenizer(info)
+    texts = [render(tok, p, add_generation_prompt=True) for p in prompts]
+    llm = LLM(model=info.path, tokenizer=info.path, dtype=dtype,
+              enable_lora=adapter is not None, max_lora_rank=max_lora_rank)
+    seeds = seeds or [0] * len(texts)
+    params = [SamplingParams(n=1, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, seed=s)
+              for s in seeds]
+    lora = LoRARequest("adapter", 1, adapter) if adapter else None
+    outs = llm.generate(texts, params, lora_request=lora, use_tqdm=True)
+    return [o.outputs[0].text.strip() for o in outs]
