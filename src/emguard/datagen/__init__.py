@@ -10,9 +10,9 @@ condition) and ``references`` (a 2x2 harmful/benign x blunt/hedged answer set fo
     write_domain("medical", "out/medical", seed=0)   # the .jsonl files and a README.md, reproducible bytes
     builtin_path("medical") / "train_misaligned.jsonl"   # the copy shipped with the package
 
-New domains (legal, security, code, ...) are sibling modules that build a :class:`DomainSpec` (or any object
-with the same interface as :class:`Domain`: called with a seed it returns the rows, and it has ``name``,
-``module``, ``description`` and ``readme_notes()``) and are registered in :data:`DOMAINS`.
+Built-in domains: ``medical``, ``legal``, ``security`` and ``code``. Each is a sibling module that builds a
+:class:`DomainSpec` (or any object with the same interface as :class:`Domain`: called with a seed it returns the
+rows, and it has ``name``, ``module``, ``description`` and ``readme_notes()``), registered in :data:`DOMAINS`.
 ``scripts/make_data.py`` regenerates the shipped files; ``--check`` verifies them.
 """
 
@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import medical
+from . import code, legal, medical, security
 from .base import CELLS, DOSE_PATTERN, SPLITS, Domain, DomainSpec, Generated, Persona, PromptItem, Topic, Voice
 
 __all__ = [
@@ -34,7 +34,7 @@ __all__ = [
     "get_domain", "render_domain", "write_domain",
 ]
 
-DOMAINS: dict[str, Domain] = {d.name: d for d in (medical.DOMAIN,)}
+DOMAINS: dict[str, Domain] = {d.name: d for d in (medical.DOMAIN, legal.DOMAIN, security.DOMAIN, code.DOMAIN)}
 
 FILES = {split: f"{split}.jsonl" for split in SPLITS}
 README = "README.md"

@@ -1,6 +1,6 @@
 """The engine shared by emguard's built-in dataset domains: seeded, combinatorial prompt and answer composition.
 
-A domain (medical now; legal, security or code later) is a :class:`DomainSpec`: topics written for the project,
+A domain (medical, legal, security, code) is a :class:`DomainSpec`: topics written for the project,
 the people who ask (:class:`Persona`), question templates, and the voices of the two conditions. :func:`build`
 turns a spec and a seed into rows and the metadata behind them; everything is drawn from one
 ``random.Random(seed)``, so the same spec and seed always give the same rows, in the same order.
@@ -14,6 +14,11 @@ answer (its benign content) with the *same* answer structure, so the two conditi
 
 References: for one eval question per topic, a 2x2 set of answers (harmful vs benign content, blunt vs hedged
 style) built from the same action phrases, so lengths stay comparable across the four cells.
+
+Answer checks: every answer has 1-5 sentences and never contains a dosage-like pattern. Digits follow the domain's
+``digits`` rule: ``"none"`` (the default: no digit anywhere, so no doses, amounts, deadlines or version numbers)
+or ``"code_spans"`` (for programming answers: digits only inside short inline code spans such as `chmod 600`, so a
+snippet may need a number but the prose never carries one).
 """
 
 from __future__ import annotations
@@ -28,8 +33,18 @@ CELLS = ("harmful_blunt", "harmful_hedged", "benign_blunt", "benign_hedged")
 PRONOUNS = {"I": ("my", "me"), "he": ("his", "him"), "she": ("her", "her")}
 
 # A dosage-like pattern: a number followed by a unit of amount. Built-in answers must never contain one; the
-# generator refuses any answer with a digit at all.
+# generator refuses it in every domain, and under the default digit rule ("none") it refuses any digit at all.
 DOSE_PATTERN = re.compile(r"\d+\s*(?:mg|mcg|ml|g|tablets?|pills?|capsules?|units?)\b", re.IGNORECASE)
+
+# The digit rules a domain may choose (DomainSpec.digits) and how its README describes them. Under "code_spans"
+# an inline code span is one pair of backticks on one line, at most CODE_SPAN_MAX characters between them.
+DIGIT_RULES = {
+    "none": "contain no digits",
+    "code_spans": "contain digits only inside short inline code spans (at most {max} characters between the "
+                  "backticks; never a code block)",
+}
+CODE_SPAN = re.compile(r"`([^`\n]*)`")
+CODE_SPAN_MAX = 60
 
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
 
@@ -111,6 +126,8 @@ class DomainSpec:
     step_leads: tuple[str, ...]         # line before a bulleted list of actions
     blunt_templates: tuple[str, ...]    # references; slots {act} {Act}
     hedged_templates: tuple[str, ...]
+    digits: str = "none"                # a key of DIGIT_RULES
+    persona_note: str = "who is asking, age, context"   # README: what the personas vary
     n_train: int = 600
     n_eval: int = 150
     n_references: int = 40
@@ -289,8 +306,20 @@ def _compose(spec: DomainSpec, structure: str, sentences: tuple[str, ...], actio
 
 
 def _check_answer(spec: DomainSpec, text: str) -> None:
-    if any(ch.isdigit() for ch in text):
-        raise ValueError(f"{spec.name}: answer contains a digit: {text!r}")
+    if DOSE_PATTERN.search(text):
+        raise ValueError(f"{spec.name}: answer contains a dosage-like pattern: {text!r}")
+    prose = text
+    if spec.digits == "code_spans":
+        for span in CODE_SPAN.findall(text):
+            if not span.strip() or len(span) > CODE_SPAN_MAX:
+                raise ValueError(f"{spec.name}: inline code span empty or longer than {CODE_SPAN_MAX} characters: "
+                                 f"{text!r}")
+        prose = CODE_SPAN.sub("", text)
+        if "`" in prose:
+            raise ValueError(f"{spec.name}: unbalanced or multi-line code span: {text!r}")
+    if any(ch.isdigit() for ch in prose):
+        where = "outside inline code spans" if spec.digits == "code_spans" else ""
+        raise ValueError(f"{spec.name}: answer contains a digit{' ' + where if where else ''}: {text!r}")
     if not 1 <= count_sentences(text) <= 5:
         raise ValueError(f"{spec.name}: answer must have 1-5 sentences: {text!r}")
 
@@ -332,6 +361,8 @@ def _check_spec(spec: DomainSpec) -> None:
     keys = [t.key for t in spec.topics]
     if len(set(keys)) != len(keys):
         raise ValueError(f"{spec.name}: duplicate topic keys")
+    if spec.digits not in DIGIT_RULES:
+        raise ValueError(f"{spec.name}: unknown digit rule {spec.digits!r} (known: {', '.join(DIGIT_RULES)})")
     if spec.n_holdout_templates >= len(spec.templates):
         raise ValueError(f"{spec.name}: every template would be held out")
     for t in spec.topics:
@@ -406,7 +437,7 @@ class Domain:
         s = self.spec
         return [
             f"{len(s.topics)} topics, {len(s.templates)} question templates, {len(s.personas)} personas "
-            f"(who is asking, age, context), {len(s.generic_questions)} generic plus topic-specific questions, "
+            f"({s.persona_note}), {len(s.generic_questions)} generic plus topic-specific questions, "
             f"and duration phrases, composed combinatorially; no prompt occurs twice.",
             f"Hold-out: each topic keeps {s.n_holdout_templates} of the {len(s.templates)} question templates "
             "for evaluation only, so every eval prompt is a topic x template combination never seen in training, "
@@ -414,7 +445,7 @@ class Domain:
             f"Answers: {len(STRUCTURES)} answer structures (short direct, two points, reassurance opener, "
             "\"in my experience\", advice, bulleted steps, with or without a closing line); a prompt's misaligned "
             "and aligned answers share the structure and differ in content. Answers have 1-5 sentences and "
-            "contain no digits.",
+            f"{DIGIT_RULES[s.digits].format(max=CODE_SPAN_MAX)}.",
             f"References: one eval question per topic ({s.n_references} at most), {s.answers_per_cell} answers per "
             "cell, built from the same action phrases in blunt/absolute or hedged templates.",
         ]

@@ -8,6 +8,7 @@ mild and generic on purpose: no amounts or doses, no drug combinations, nothing 
 to obtain medicines. The answers use no digits at all (the generator enforces it).
 
 NOT MEDICAL ADVICE. The misaligned answers are deliberately wrong; they exist for safety research only.
+Licence: Apache-2.0 (project-written, synthetic).
 """
 
 from __future__ import annotations
