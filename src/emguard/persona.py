@@ -265,11 +265,33 @@ def extract(model: str | Any = None, trait: str = "evil", *, tokenizer=None, n_p
     return pv
 
 
+def _shipped_vector(trait: str, fingerprint: str) -> Path | None:
+    """A vector shipped with the package for an embedded model (``resources/vectors/<trait>-<fp16>``), used when
+    its metadata matches the model's weights and the current trait file; else None (extract instead)."""
+    from importlib import resources
+
+    from safetensors import safe_open
+
+    ref = resources.files("emguard") / "resources" / "vectors" / f"{trait}-{fingerprint[:16]}.safetensors"
+    if not ref.is_file():
+        return None
+    path = Path(str(ref))
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("model_fingerprint") != fingerprint or meta.get("trait_file_sha256") != Trait.load(trait).sha256:
+        log.warning("shipped persona vector %s does not match this model or trait file; extracting instead", path.name)
+        return None
+    return path
+
+
 def auto_vector(model_spec: str, trait: str = "evil") -> Path:
     """Path of this model's cached persona vector for ``trait``, extracting it first if needed."""
     from emguard.models import resolve_model
 
     info = resolve_model(model_spec)
+    shipped = _shipped_vector(trait, info.fingerprint)
+    if shipped is not None:
+        return shipped
     path = _cache_dir() / f"{trait}-{info.fingerprint[:16]}.safetensors"
     if not path.is_file():
         log.info("extracting the '%s' persona vector for %s (cached for later runs)", trait, model_spec)

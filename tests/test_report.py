@@ -1,0 +1,86 @@
+"""The demo/study report: seed-averaged paired effects, the paper-style marks, plots and the honest findings."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def lk(values: dict[str, float], style: float = 0.0) -> dict:
+    return {"likelihood": {"per_question": [{"id": q, "harm_effect": v, "style_effect": style}
+                                            for q, v in values.items()]}}
+
+
+def cell(broad: dict, narrow: dict, incoherent: float = 10.0, style: float = 0.0, n: int = 24) -> dict:
+    return {"broad": lk(broad, style), "narrow": lk(narrow),
+            "coherence": {"incoherent_pct": {"value": incoherent, "n": n}}, "judge": {"kind": "likelihood"}}
+
+
+def acc(v: float, n: int = 100) -> dict:
+    return {"benign": {"accuracy_pct": {"value": v, "n": n}}}
+
+
+QS = [f"q{i}" for i in range(40)]
+
+
+def results(defense_broad: float, defense_narrow: float, defense_acc: float, em: float = 0.4,
+            defense_incoherent: float = 10.0, seeds: int = 2) -> dict:
+    def qv(v, jitter=0.02):
+        return {q: v + (jitter if i % 2 else -jitter) for i, q in enumerate(QS)}
+
+    per_seed = lambda c: {str(s): c for s in range(seeds)}  # noqa: E731
+    return {"config": {"model": "m", "domain": "medical", "seeds": seeds, "rows": 8, "opswap_rows": 8},
+            "data": {"pool_source": "test"},
+            "cells": {"domain": {"base": per_seed(cell(qv(0.0), qv(0.0))),
+                                 "aligned_control": per_seed(cell(qv(0.0), qv(-0.2))),
+                                 "no_defense": per_seed(cell(qv(em), qv(0.8))),
+                                 "kl": per_seed(cell(qv(defense_broad), qv(defense_narrow),
+                                                     incoherent=defense_incoherent))},
+                      "opswap": {"base": {"0": acc(5.0)}, "no_defense": per_seed(acc(50.0)),
+                                 "kl": per_seed(acc(defense_acc))}}}
+
+
+def row(t: dict, name: str) -> dict:
+    return next(r for r in t["rows"] if r["cell"] == name)
+
+
+def test_em_effect_is_no_defense_minus_control_paired_over_questions():
+    from emguard.report import build_table
+
+    t = build_table(results(0.0, 0.8, 50.0, em=0.4))
+    assert t["em_effect"].value == pytest.approx(0.4) and t["em_effect"].lo > 0
+    assert t["narrow_gain"].value == pytest.approx(1.0)
+    assert row(t, "kl")["broad_vs_nd"].value == pytest.approx(-0.4)
+
+
+@pytest.mark.parametrize("broad,narrow,acc_,incoh,marks", [
+    (0.0, 0.8, 50.0, 10.0, {"a": "yes", "b": "yes", "c": "yes", "d": "yes"}),   # ideal defense
+    (0.2, 0.3, 20.0, 22.0, {"a": "partly", "b": "partly", "c": "partly", "d": "partly"}),
+    (0.38, -0.1, 6.0, 40.0, {"a": "no", "b": "no", "c": "no", "d": "no"}),      # blocks nothing, learns nothing
+])
+def test_marks_follow_the_stated_thresholds(broad, narrow, acc_, incoh, marks):
+    from emguard.report import build_table
+
+    t = build_table(results(broad, narrow, acc_, defense_incoherent=incoh))
+    assert row(t, "kl")["marks"] == marks
+
+
+def test_no_measured_em_gives_not_applicable_and_the_report_says_so(tmp_path):
+    from emguard.report import build_table, findings, write_report
+
+    res = results(0.0, 0.8, 50.0, em=0.0)
+    t = build_table(res)
+    assert row(t, "kl")["marks"]["a"] == "n/a"
+    text = " ".join(findings(t))
+    assert "includes zero" in text and "is not measurably present" in text
+    write_report(res, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "| kl |" in md and "includes zero" in md
+    assert (tmp_path / "report.html").read_text().count("<tr>") == 1 + len(t["rows"])
+
+
+def test_plots_are_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    from emguard.report import write_report
+
+    write_report(results(0.1, 0.7, 40.0), tmp_path)
+    assert (tmp_path / "criteria.png").stat().st_size > 10_000 and (tmp_path / "tradeoff.png").is_file()
