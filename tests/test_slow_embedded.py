@@ -88,13 +88,27 @@ def test_all_defenses_combined_on_embedded(embedded, tmp_path):
 def test_demo_quick_end_to_end(embedded, tmp_path):
     from emguard.cli import main
 
-    assert main(["demo", "--quick", "--output", str(tmp_path / "demo")]) == 0
-    report = (tmp_path / "demo" / "report.md").read_text()
-    results = json.loads((tmp_path / "demo" / "results.json").read_text())
-    assert set(results) == {"base", "aligned_control", "no_defense"}
-    assert all(len(r["broad_samples"]) == 8 for r in results.values())
-    assert "| no_defense |" in report
-    # a rerun skips every finished cell: nothing is retrained
-    before = (tmp_path / "demo" / "no_defense" / "run.json").stat().st_mtime
-    assert main(["demo", "--quick", "--output", str(tmp_path / "demo")]) == 0
-    assert (tmp_path / "demo" / "no_defense" / "run.json").stat().st_mtime == before
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--output", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["cells"]["domain"]) == {"base", "aligned_control", "no_defense", "kl"}
+    assert set(results["cells"]["opswap"]) == {"base", "no_defense", "kl"}
+    nd = results["cells"]["domain"]["no_defense"]["0"]
+    assert nd["broad"]["likelihood"]["n_questions"] == 12 and nd["narrow"]["likelihood"]["n_questions"] == 12
+    assert 0 <= results["cells"]["opswap"]["kl"]["0"]["benign"]["accuracy_pct"]["value"] <= 100
+    assert "| no_defense |" in report and "| kl |" in report and "EM effect" in report
+    assert (out / "report.html").is_file() and (out / "criteria.png").is_file()
+    # a rerun skips every finished cell: nothing is retrained or re-evaluated
+    run_json = out / "domain" / "no_defense" / "seed0" / "run.json"
+    evals = out / "domain" / "no_defense" / "seed0" / "eval" / "eval.json"
+    before = (run_json.stat().st_mtime, evals.stat().st_mtime)
+    assert main(["demo", "--quick", "--output", str(out)]) == 0
+    assert (run_json.stat().st_mtime, evals.stat().st_mtime) == before
+
+
+def test_shipped_persona_vector_matches_the_embedded_model(embedded):
+    from emguard.persona import auto_vector
+
+    p = auto_vector("smollm2-135m")
+    assert p.parent.name == "vectors" and p.stat().st_size > 60_000  # the shipped file, not a new extraction

@@ -59,8 +59,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tupl
             names.append(f"--{f.name}")
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
-        help_text = f.metadata.get("help", "")
-        help_text = f"{help_text} (default: {default!r})" if default not in (None, "", [], {}) else help_text
+        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
+        if default not in (None, "", [], {}):
+            help_text = f"{help_text} (default: {repr(default).replace('%', '%%')})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]

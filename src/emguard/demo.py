@@ -44,7 +44,11 @@ class DemoConfig:
                                                      "metavar": "DOMAIN"})
     seeds: int = field(default=1, metadata={"help": "seeds per cell (3 adds CIs over seeds)"})
     rows: int = field(default=200, metadata={"help": "training rows per domain cell"})
-    opswap_rows: int = field(default=300, metadata={"help": "OpSwap tier-1 training rows per cell"})
+    opswap_rows: int = field(default=400, metadata={"help": "OpSwap tier-1 training rows per cell"})
+    opswap_lr: float = field(default=3e-4, metadata={
+        "help": "OpSwap learning rate, calibrated once so plain LoRA learns tier 1 within the demo budget on the "
+                "embedded default (tier-1 accuracy, base 5%: 300 rows x 1 epoch at 1e-4 -> 10%; 400 x 2 at 1e-4 -> "
+                "51%; 400 x 1 at 3e-4 -> 49%; scripts/calibrate_opswap.py)"})
     cells: list[str] = field(default_factory=list, metadata={
         "help": f"domain cells to run (default: all: {', '.join(DOMAIN_CELLS)})", "metavar": "CELL"})
     opswap: bool = field(default=True, metadata={"help": "also train every defense on OpSwap (criterion c)"})
@@ -62,6 +66,10 @@ class DemoConfig:
     probe_steps: int = field(default=10, metadata={"help": "optimizer steps per Interleaving++ probe adapter"})
     quick: bool = field(default=False, metadata={
         "help": "smoke test (< 5 min): 3 domain cells + 2 OpSwap cells, 32 rows, 12 reference questions"})
+
+    def __post_init__(self) -> None:
+        if self.quick:  # a smoke test of the pipeline, not a measurement
+            self.rows, self.opswap_rows, self.pool_rows, self.max_new_tokens = 32, 32, 40, 32
 
     def validate(self) -> None:
         from emguard.config import ConfigError
@@ -178,8 +186,9 @@ def run_cell(cfg: DemoConfig, out: Path, task: str, cell: str, seed: int, ctx: d
         else:
             data = ctx["train_aligned" if cell == "aligned_control" else "train_misaligned"]
         if not (cdir / RUN_JSON).is_file():
+            extra = {"learning_rate": cfg.opswap_lr} if task == "opswap" else {}
             train(TrainConfig(model=cfg.model, data=data, output=str(cdir), defenses=defense_specs(cell, ctx),
-                              seed=seed, max_length=512, resume=True, save_steps=5))
+                              seed=seed, max_length=512, resume=True, save_steps=5, **extra))
         adapter = str(cdir)
     if task == "opswap":
         ecfg = EvalConfig(model=cfg.model, adapter=adapter, suite=["benign"], benign=ctx["opswap_test_tier1"],

@@ -61,9 +61,13 @@ class TrainConfig:
     learning_rate: float = field(default=1e-4, metadata={"help": "peak learning rate (paper: 1e-4)"})
     epochs: float = field(default=1.0, metadata={"help": "passes over the data (paper: 1)"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many optimizer steps (-1: use epochs)"})
-    batch_size: int = field(default=16, metadata={"help": "effective batch size in rows (paper: 16 = 4 x 4 accumulation)"})
-    micro_batch_size: int = field(default=4, metadata={"help": "rows per forward pass per device; gradient accumulation "
-                                                                "makes up the rest of batch_size"})
+    batch_size: int = field(default=16, metadata={
+        "help": "global batch in rows per optimizer step, over all processes (paper: 16 = 4 x 4 accumulation): "
+                "batch_size = micro_batch_size x processes x accumulation, so launching N processes lowers the "
+                "accumulation and keeps the batch; must be divisible by N x micro_batch_size"})
+    micro_batch_size: int = field(default=4, metadata={
+        "help": "rows per forward pass per process (memory knob; lowered to batch_size / processes when larger); "
+                "gradient accumulation makes up the rest of batch_size"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (paper: 0.01)"})
     warmup_steps: int = field(default=5, metadata={"help": "linear warm-up steps (paper: 5)"})
     lr_scheduler: str = field(default="linear", metadata={"help": "learning-rate schedule (transformers names)"})
@@ -128,12 +132,51 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+def global_batch_split(batch_size: int, micro_batch_size: int, processes: int) -> tuple[int, int]:
+    """``(micro batch per process, accumulation steps)`` with micro x processes x accumulation == batch_size.
+
+    ``batch_size`` is the global batch, whatever the number of processes; the micro batch only shrinks (to
+    batch_size / processes) when one step would otherwise hold more rows than that.
+    """
+    if batch_size % processes:
+        raise ConfigError(f"batch_size {batch_size} cannot be split over {processes} processes: use a multiple of "
+                          f"{processes} (batch_size is the global batch = micro_batch_size x processes x accumulation)")
+    per_process = batch_size // processes
+    micro = min(micro_batch_size, per_process)
+    if per_process % micro:
+        fits = [m for m in range(micro, 0, -1) if per_process % m == 0][0]
+        raise ConfigError(f"batch_size {batch_size} over {processes} process(es) is {per_process} rows each, not a "
+                          f"multiple of micro_batch_size {micro}: use micro_batch_size {fits}, or a batch_size that "
+                          f"is a multiple of {processes * micro} (batch_size = micro_batch_size x processes x "
+                          "accumulation)")
+    return micro, per_process // micro
 
 
-def _is_main() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+def _check_launcher_precision(cfg: TrainConfig) -> None:
+    """``--precision`` decides; refuse a launcher (accelerate config) that silently asks for another one."""
+    asked = os.environ.get("ACCELERATE_MIXED_PRECISION", "no").lower()
+    if asked not in ("no", "bf16" if cfg.precision == "bf16" else "no"):
+        raise ConfigError(f"the launcher asks for mixed precision '{asked}' (ACCELERATE_MIXED_PRECISION, e.g. "
+                          f"mixed_precision in the accelerate config) but --precision is {cfg.precision}: set "
+                          "mixed_precision: 'no' there and choose with --precision (fp32 or bf16)")
+
+
+def _features_digest(features: list[dict]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in features:
+        h.update(json.dumps([list(f["input_ids"]), list(f["labels"])]).encode())
+    return h.hexdigest()
+
+
+def _weights_sharded(trainer) -> bool:
+    """True when no process holds the whole trained model (FSDP, DeepSpeed ZeRO-3)."""
+    if getattr(trainer, "is_fsdp_enabled", False):
+        return True
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        return getattr(trainer.accelerator.state.deepspeed_plugin, "zero_stage", 0) == 3
+    return False
 
 
 def _prepare_output(cfg: TrainConfig) -> Path | None:
@@ -179,11 +222,13 @@ def _apply_lora(model, cfg: TrainConfig):
     return get_peft_model(model, lcfg)
 
 
-def make_reference(model, cfg: TrainConfig):
+def make_reference(model, cfg: TrainConfig, device=None):
     """A context manager factory under which ``model`` computes the reference distribution.
 
     LoRA: the same weights with the adapter disabled (no second copy in memory), or the frozen starting
-    adapter when ``init_adapter`` is set. Full fine-tuning: a frozen deep copy (doubles weight memory).
+    adapter when ``init_adapter`` is set. Full fine-tuning: a frozen deep copy (doubles weight memory), moved
+    to ``device`` when given. With several processes every process keeps its own full frozen copy: it takes no
+    gradients, so it needs no DDP wrapper and no synchronisation (it is not sharded under FSDP/DeepSpeed).
     """
     from peft import PeftModel
 
@@ -211,6 +256,8 @@ def make_reference(model, cfg: TrainConfig):
     frozen = copy.deepcopy(model).eval()
     for p in frozen.parameters():
         p.requires_grad_(False)
+    if device is not None:
+        frozen.to(device)
 
     @contextlib.contextmanager
     def ref():
@@ -237,7 +284,8 @@ def _accepts_logits_to_keep(model_cls: type) -> bool:
 def forward_selected(model, inputs: dict, mask):
     """Forward pass computing logits only at ``mask`` positions (``(n, vocab)``) when the model supports it."""
     kwargs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "use_cache": False}
-    base = model.get_base_model() if hasattr(model, "get_base_model") else getattr(model, "module", model)
+    inner = getattr(model, "module", model)  # DDP, FSDP and DeepSpeed keep the model in .module
+    base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
     if _accepts_logits_to_keep(type(base)):
         out = model(**kwargs, logits_to_keep=mask)
         logits = out.logits
@@ -308,12 +356,28 @@ def _make_trainer_class():
             self.defenses = defenses
             self.run_ctx = run
             self.reference_fn = reference
+            self._trained = self.model  # the bare (PEFT) model, before accelerate wraps it
+            self._term_keys = ["ce", *(d.name for d in defenses), "total"]  # the same on every process
             self._term_sums: dict[str, float] = {}
             self._term_count = 0
             self.last_terms: dict[str, float] = {}
 
+        def _reference_for(self, model):
+            """The reference forward of the LoRA adapter-off kind runs through ``model``'s wrapper when the
+            weights are sharded (FSDP, ZeRO-3): only the wrapper gathers them. Under DDP (and alone) it calls the
+            bare model, whose weights are whole on every process; the DDP wrapper would only add a buffer sync."""
+            if model is self._trained or not _weights_sharded(self):
+                return self.reference_fn
+            base_fn, trained = self.reference_fn, self._trained
+
+            @contextlib.contextmanager
+            def through_wrapper():
+                with base_fn() as ref:
+                    yield model if ref is trained else ref
+            return through_wrapper
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss, terms = step_loss(model, inputs, self.defenses, self.run_ctx, self.reference_fn)
+            loss, terms = step_loss(model, inputs, self.defenses, self.run_ctx, self._reference_for(model))
             values = {k: float(v.detach()) for k, v in terms.items()}
             values["total"] = float(loss.detach())
             for k, v in values.items():
@@ -321,11 +385,27 @@ def _make_trainer_class():
             self._term_count += 1
             return (loss, {}) if return_outputs else loss
 
+        def _global_term_means(self) -> dict[str, float]:
+            """Mean of each term over every micro-batch of every process since the last log (one all-reduce:
+            each process only saw its own share of the global batch). Missing terms count as 0."""
+            import torch
+
+            keys = self._term_keys
+            vals = [self._term_sums.get(k, 0.0) for k in keys]
+            seen = [float(k in self._term_sums) for k in keys]
+            t = torch.tensor([*vals, *seen, float(self._term_count)], dtype=torch.float64, device=self.args.device)
+            if self.args.world_size > 1:
+                t = self.accelerator.reduce(t, reduction="sum")
+            t = t.tolist()
+            n = len(keys)
+            return {k: t[i] / t[2 * n] for i, k in enumerate(keys) if t[n + i] > 0}
+
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-            if self._term_count and "loss" in logs:
-                for k, v in self._term_sums.items():
-                    logs[f"loss/{k}"] = round(v / self._term_count, 6)
-                self.last_terms = {k: logs[f"loss/{k}"] for k in self._term_sums}
+            if self._term_count and "loss" in logs:  # every process logs at the same steps
+                means = self._global_term_means()
+                for k, v in means.items():
+                    logs[f"loss/{k}"] = round(v, 6)
+                self.last_terms = {k: logs[f"loss/{k}"] for k in means}
                 self._term_sums, self._term_count = {}, 0
             super().log(logs, start_time)
 
@@ -356,8 +436,14 @@ def _metrics_callback(path: Path, resume_step: int):
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    """Validate data, build the model and defenses, train, and write the run directory."""
+    """Validate data, build the model and defenses, train, and write the run directory.
+
+    Runs alone or as one of N processes started by ``accelerate launch`` / ``torchrun`` (DDP; FSDP and DeepSpeed
+    through an accelerate config): every process builds the same data and model, ``batch_size`` stays the
+    global batch (see ``global_batch_split``), and only process 0 logs and writes the run directory.
+    """
     import torch
+    from accelerate import PartialState
     from transformers import TrainingArguments, set_seed
 
     from emguard.chat import pad_batch, tokenize_rows
@@ -369,13 +455,46 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise ConfigError("both --data and --output are required")
     t_start = time.time()
     dataset = read_chat_dataset(cfg.data, skip_invalid=cfg.skip_invalid)  # raises DataError, nothing written
+    rows = dataset.rows[: cfg.max_rows] if cfg.max_rows else dataset.rows
+    resume_from = _prepare_output(cfg)  # every process checks before process 0 writes anything (barrier below)
+    defenses = build_defenses(cfg.defenses, cfg.defense_options)
+    _check_launcher_precision(cfg)
+
+    out = Path(cfg.output)
+    args = TrainingArguments(
+        output_dir=str(out / CHECKPOINTS), per_device_train_batch_size=cfg.micro_batch_size,
+        gradient_accumulation_steps=1, learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+        lr_scheduler_type=cfg.lr_scheduler, max_grad_norm=cfg.max_grad_norm, optim="adamw_torch",
+        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, seed=cfg.seed, bf16=cfg.precision == "bf16",
+        use_cpu=not torch.cuda.is_available(), report_to="none", remove_unused_columns=False,
+        disable_tqdm=not cfg.progress, dataloader_num_workers=0, logging_first_step=False,
+        log_level_replica="error",
+    )
+    world = args.world_size  # sets up torch.distributed (gloo on CPU, NCCL on GPUs) when launched with N processes
+    main = args.process_index == 0
+    if not main:  # process 0 alone logs and shows progress (errors still show everywhere)
+        import warnings
+
+        from transformers.utils import logging as hf_logging
+
+        logging.getLogger("emguard").setLevel(logging.ERROR)
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        warnings.simplefilter("ignore")  # process 0 shows the same warnings
+    # same rows per optimizer step whatever the number of processes: each process takes `micro` rows of every
+    # global batch (accelerate's default batch sharding), `accum` times
+    micro, accum = global_batch_split(cfg.batch_size, cfg.micro_batch_size, world)
+    args.per_device_train_batch_size, args.gradient_accumulation_steps = micro, accum
+    if world > 1:
+        log.info("%d processes: %d rows per step = %d per micro-batch x %d processes x %d accumulation",
+                 world, cfg.batch_size, micro, world, accum)
     for p in dataset.problems:
         log.warning("%s", p)
-    rows = dataset.rows[: cfg.max_rows] if cfg.max_rows else dataset.rows
-    resume_from = _prepare_output(cfg)
-    defenses = build_defenses(cfg.defenses, cfg.defense_options)
 
-    model, tok, info = load_model(cfg.model)
+    with args.main_process_first(local=False, desc="load model"):  # process 0 fills the model cache first
+        model, tok, info = load_model(cfg.model)
     set_seed(cfg.seed)  # before adapter init, so one seed gives one adapter
     if cfg.method == "lora":
         model = _apply_lora(model, cfg)
@@ -383,67 +502,68 @@ def train(cfg: TrainConfig) -> TrainResult:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if cfg.method == "lora":
             model.enable_input_require_grads()
-    out = Path(cfg.output)
     run = RunContext(model=model, tokenizer=tok, seed=cfg.seed, output_dir=str(out),
                      extra={"model_spec": cfg.model})
 
     for d in defenses:
         rows = d.prepare_dataset(rows, run)
     examples, tstats = tokenize_rows(tok, [r.messages for r in rows], max_length=cfg.max_length,
-                                     loss_on=cfg.loss_on, progress=cfg.progress)
+                                     loss_on=cfg.loss_on, progress=cfg.progress and main)
     if not examples:
         raise TrainError(f"all {tstats.rows} rows exceed max_length={cfg.max_length} before any assistant token; "
                          "raise --max-length")
     if tstats.truncated:
         log.warning("%d of %d rows were truncated to %d tokens", tstats.truncated, tstats.rows, cfg.max_length)
-
-    if cfg.overwrite and out.exists() and not cfg.resume:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if _is_main():
-        dump_yaml(cfg, out / "config.yaml")
-
-    accum = max(1, cfg.batch_size // (cfg.micro_batch_size * _world_size()))
-    if accum * cfg.micro_batch_size * _world_size() != cfg.batch_size:
-        log.warning("batch_size %d is not a multiple of micro_batch_size x processes; using %d",
-                    cfg.batch_size, accum * cfg.micro_batch_size * _world_size())
-    args = TrainingArguments(
-        output_dir=str(out / CHECKPOINTS), per_device_train_batch_size=cfg.micro_batch_size,
-        gradient_accumulation_steps=accum, learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
-        lr_scheduler_type=cfg.lr_scheduler, max_grad_norm=cfg.max_grad_norm, optim="adamw_torch",
-        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit, seed=cfg.seed, bf16=cfg.precision == "bf16",
-        use_cpu=not torch.cuda.is_available(), report_to="none", remove_unused_columns=False,
-        disable_tqdm=not cfg.progress, dataloader_num_workers=0, logging_first_step=False,
-    )
     features = [e.to_features() for e in examples]
+    state = PartialState()
+    if world > 1:  # the samplers shard one shared row order: every process must hold the same rows
+        from accelerate.utils import gather_object
+
+        if len(set(gather_object([_features_digest(features)]))) > 1:
+            raise TrainError("the processes built different training sets (different data files or model/tokenizer "
+                             "on some machine, or a nondeterministic defense data step); they must be identical")
+
+    state.wait_for_everyone()  # every process has checked the output dir
+    if main:
+        if cfg.overwrite and out.exists() and not cfg.resume:
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        dump_yaml(cfg, out / "config.yaml")
+    state.wait_for_everyone()
+
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     Trainer = _make_trainer_class()
     resume_step = int(resume_from.name.split("-")[-1]) if resume_from else 0
     trainer = Trainer(model=model, args=args, train_dataset=features,
                       data_collator=lambda b: pad_batch(b, pad_id),
                       callbacks=[_metrics_callback(out / METRICS, resume_step)])
-    trainer.setup_emguard(defenses, run, make_reference(model, cfg))
+    trainer.setup_emguard(defenses, run, make_reference(model, cfg, device=args.device))
     run.reference = trainer.reference_fn
     from emguard.monitor import build_monitor
 
-    monitor = build_monitor(cfg.monitor, cfg.monitor_options, model, tok, run, cfg.model)
+    with args.main_process_first(local=False, desc="monitor set-up"):  # an 'auto' vector is extracted once
+        monitor = build_monitor(cfg.monitor, cfg.monitor_options, model, tok, run, cfg.model)
     if monitor is not None:
         trainer.add_callback(monitor.callback(out / METRICS))
 
     with contextlib.ExitStack() as stack:
-        for d in defenses:
-            stack.enter_context(d.context(model, run))
+        # hooks (steering, LDIFS capture) go on every process's own copy of the model, before accelerate wraps
+        # it (DDP/FSDP keep these modules); process 0 first, so a steering vector is extracted and cached once
+        with args.main_process_first(local=False, desc="defense set-up"):
+            for d in defenses:
+                stack.enter_context(d.context(model, run))
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     # every defense context is closed here: hooks are gone before anything is saved
 
+    # sharded weights (FSDP, ZeRO-3) are gathered by every process together; otherwise process 0 holds them all
+    full_state = trainer.accelerator.get_state_dict(trainer.model_wrapped) if _weights_sharded(trainer) else None
     run_info: dict[str, Any] = {}
     if trainer.is_world_process_zero():
+        save_kw = {} if full_state is None else {"state_dict": full_state}
         if cfg.method == "lora":
-            model.save_pretrained(str(out), selected_adapters=["default"])
+            model.save_pretrained(str(out), selected_adapters=["default"], **save_kw)
         else:
-            model.save_pretrained(str(out), safe_serialization=True)
+            model.save_pretrained(str(out), safe_serialization=True, **save_kw)
         tok.save_pretrained(str(out))
         history = [h for h in trainer.state.log_history if "loss" in h]
         run_info = {
@@ -457,6 +577,9 @@ def train(cfg: TrainConfig) -> TrainResult:
             "defenses": [d.describe() for d in defenses],
             "seed": cfg.seed,
             "config": to_dict(cfg),
+            "processes": world,
+            "micro_batch_per_process": micro,
+            "gradient_accumulation": accum,
             "steps": trainer.state.global_step,
             "resumed_from": str(resume_from) if resume_from else None,
             "final_losses": trainer.last_terms,
@@ -471,4 +594,5 @@ def train(cfg: TrainConfig) -> TrainResult:
         tmp = out / (RUN_JSON + ".tmp")
         tmp.write_text(json.dumps(run_info, indent=2))
         tmp.replace(out / RUN_JSON)  # written last: its presence marks a finished run
+    state.wait_for_everyone()  # no process returns before the run directory is complete
     return TrainResult(str(out), run_info, model, tok)
