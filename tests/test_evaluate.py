@@ -278,3 +278,19 @@ def test_eval_with_an_openai_compatible_judge_pays_once(tiny_model, tmp_path, mo
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_shared_prompt_scoring_equals_per_answer_scoring(tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from emguard.scoring import answer_nll, shared_prompt_nll
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    groups = [([{"role": "user", "content": r.question}], [a for c in r.answers for a in r.answers[c]]) for r in refs()]
+    groups.append(([{"role": "system", "content": "be kind"}, {"role": "user", "content": "hi"}],
+                   ["hello there how are you doing today", "ok", "drink water and rest when you feel sick"]))
+    shared = shared_prompt_nll(model, tok, groups, batch_size=3)  # batches of 3: a group spans several batches
+    for (prompt, answers), got in zip(groups, shared):
+        want = answer_nll(model, tok, [[*prompt, {"role": "assistant", "content": a}] for a in answers])
+        assert got == pytest.approx(want, abs=1e-5)

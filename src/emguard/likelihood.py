@@ -26,20 +26,17 @@ CELLS = ("harmful_blunt", "harmful_hedged", "benign_blunt", "benign_hedged")
 def cell_logprobs(model, tokenizer, refs: Sequence, *, batch_size: int = 8, max_length: int = 1024,
                   progress: bool = True, desc: str = "likelihood") -> list[dict[str, float]]:
     """Per question, the mean per-token log-prob of each cell's answers: ``[{cell: lp}, ...]``."""
-    from emguard.scoring import answer_nll
+    from emguard.scoring import shared_prompt_nll
 
-    convs, where = [], []
-    for qi, r in enumerate(refs):
-        for cell in CELLS:
-            for a in r.answers[cell]:
-                convs.append([{"role": "user", "content": r.question}, {"role": "assistant", "content": a}])
-                where.append((qi, cell))
-    nll = answer_nll(model, tokenizer, convs, batch_size=batch_size, max_length=max_length, progress=progress,
-                     desc=desc)
-    sums: list[dict[str, list[float]]] = [{c: [] for c in CELLS} for _ in refs]
-    for (qi, cell), v in zip(where, nll):
-        sums[qi][cell].append(-v)
-    return [{c: sum(v) / len(v) for c, v in s.items()} for s in sums]
+    groups = [([{"role": "user", "content": r.question}], [a for c in CELLS for a in r.answers[c]]) for r in refs]
+    nll = shared_prompt_nll(model, tokenizer, groups, batch_size=max(batch_size, 12), max_length=max_length,
+                            progress=progress, desc=desc)
+    out = []
+    for r, vals in zip(refs, nll):
+        it = iter(vals)
+        lp = {c: [-next(it) for _ in r.answers[c]] for c in CELLS}
+        out.append({c: sum(v) / len(v) for c, v in lp.items()})
+    return out
 
 
 def effects(lp: dict[str, float]) -> dict[str, float]:
