@@ -136,6 +136,14 @@ def test_ldifs_in_training(tiny_model, tmp_path):
     assert m[0]["loss/ldifs"] < 1e-8 and m[-1]["loss/ldifs"] > 1e-6
 
 
+def test_ldifs_with_full_fine_tuning_hooks_the_frozen_reference(tiny_model, tmp_path):
+    """Full FT: the reference is a separate frozen copy; LDIFS must read its layers (not the trained model's)."""
+    data = write_jsonl(tmp_path / "d.jsonl", chat_rows(32))
+    train(cfg(tiny_model, data, tmp_path / "f", defenses=["ldifs"], epochs=2, method="full", learning_rate=1e-3))
+    m = metrics(tmp_path / "f")
+    assert m[0]["loss/ldifs"] < 1e-8 and m[-1]["loss/ldifs"] > 1e-6
+
+
 def test_ldifs_layer_choice():
     from emguard.defenses.ldifs import evenly_spaced_layers
 

@@ -52,8 +52,12 @@ class LDIFS(Defense):
     def context(self, model, run: RunContext):
         layers = self.options.layers or evenly_spaced_layers(num_layers(model))
         self.stats["layers_used"] = list(layers)
+        ref_model = model  # LoRA: the same modules run the reference (adapter disabled)
+        if run.reference is not None:  # full fine-tuning: a separate frozen copy runs it; hook that one
+            with run.reference() as rm:
+                ref_model = getattr(rm, "module", rm)
         with capture_layer_outputs(model, layers, self._policy, when=lambda: not run.in_reference), \
-                capture_layer_outputs(model, layers, self._ref, when=lambda: run.in_reference):
+                capture_layer_outputs(ref_model, layers, self._ref, when=lambda: run.in_reference):
             yield
 
     def loss(self, step: StepOutputs):
