@@ -84,7 +84,9 @@ def shared_prompt_nll(model, tokenizer, groups: list[tuple[list[dict], list[str]
                 continue
             prefix = torch.tensor([feats[0]["input_ids"][:p]], device=device)
             first = model(input_ids=prefix, use_cache=True)
-            cache, last = first.past_key_values, first.logits[0, -1].float()
+            # transformers 5.x names the key/value cache `cache` (older versions: `past_key_values`)
+            cache_kw = "cache" if hasattr(first, "cache") else "past_key_values"
+            cache, last = getattr(first, cache_kw), first.logits[0, -1].float()
             res = [float("nan")] * len(feats)
             for b in range(0, len(feats), batch_size):
                 chunk = feats[b:b + batch_size]
@@ -101,8 +103,8 @@ def shared_prompt_nll(model, tokenizer, groups: list[tuple[list[dict], list[str]
                 c = copy.deepcopy(cache)
                 c.batch_repeat_interleave(len(chunk))
                 pos = torch.arange(p, p + n, device=device).expand(len(chunk), n)
-                logits = model(input_ids=ids.to(device), attention_mask=att.to(device), past_key_values=c,
-                               position_ids=pos, use_cache=True).logits.float()
+                logits = model(input_ids=ids.to(device), attention_mask=att.to(device), position_ids=pos,
+                               use_cache=True, **{cache_kw: c}).logits.float()
                 # the logit predicting token k sits at k - 1: the prompt's last logit, then the answer's own
                 full = torch.cat([last.expand(len(chunk), 1, -1), logits[:, :-1]], dim=1)  # predicts p .. p+n-1
                 mask = target_mask_of(lab)[:, :n]  # column k predicts token p+k, whose label is lab[:, k+1]
