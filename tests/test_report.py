@@ -84,3 +84,21 @@ def test_plots_are_written(tmp_path):
 
     write_report(results(0.1, 0.7, 40.0), tmp_path)
     assert (tmp_path / "criteria.png").stat().st_size > 10_000 and (tmp_path / "tradeoff.png").is_file()
+
+
+def test_partial_report_names_the_missing_cells(tmp_path):
+    from emguard.report import write_report
+
+    res = results(0.1, 0.7, 40.0)
+    res["missing"] = ["domain/ldifs/seed0", "opswap/ldifs/seed0"]
+    write_report(res, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "Partial report" in md and "domain/ldifs/seed0" in md and "Wall time" not in md
+
+
+@pytest.mark.parametrize("p,n", [(0.0, 54), (100.0, 30), (0.0, 1), (50.0, 7)])
+def test_wilson_interval_contains_the_estimate(p, n):
+    from emguard.report import wilson
+
+    e = wilson(p, n)
+    assert 0 <= e.lo <= e.value <= e.hi <= 100

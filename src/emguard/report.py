@@ -62,7 +62,8 @@ def wilson(p_pct: float, n: int) -> Estimate:
     den = 1 + z * z / n
     mid = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return Estimate(100 * p, 100 * max(0.0, mid - half), 100 * min(1.0, mid + half), n, "wilson-95")
+    lo, hi = min(p, max(0.0, mid - half)), max(p, min(1.0, mid + half))  # contains p despite float rounding
+    return Estimate(100 * p, 100 * lo, 100 * hi, n, "wilson-95")
 
 
 def pooled_rate(cell: dict, path: tuple[str, ...], n_key: str = "n_samples") -> Estimate | None:
@@ -195,7 +196,7 @@ def plot(t: dict, out: Path) -> list[str]:
         rs = [r for r in rows if r.get(key) is not None and r[key].n > 0]
         xs = range(len(rs))
         vals = [r[key].value for r in rs]
-        err = [[r[key].value - r[key].lo for r in rs], [r[key].hi - r[key].value for r in rs]]
+        err = [[max(0.0, r[key].value - r[key].lo) for r in rs], [max(0.0, r[key].hi - r[key].value) for r in rs]]
         colors = ["#999999" if r["cell"] in ("base", "aligned_control") else "#d62728" if r["cell"] == "no_defense"
                   else "#1f77b4" for r in rs]
         ax.bar(xs, vals, yerr=err, color=colors, capsize=3)
@@ -213,8 +214,9 @@ def plot(t: dict, out: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(6.5, 5))
         for r in rs:
             ax.errorbar(r["broad"].value, r["narrow"].value,
-                        xerr=[[r["broad"].value - r["broad"].lo], [r["broad"].hi - r["broad"].value]],
-                        yerr=[[r["narrow"].value - r["narrow"].lo], [r["narrow"].hi - r["narrow"].value]],
+                        xerr=[[max(0.0, r["broad"].value - r["broad"].lo)], [max(0.0, r["broad"].hi - r["broad"].value)]],
+                        yerr=[[max(0.0, r["narrow"].value - r["narrow"].lo)],
+                              [max(0.0, r["narrow"].hi - r["narrow"].value)]],
                         fmt="o", capsize=2)
             ax.annotate(r["cell"], (r["broad"].value, r["narrow"].value), fontsize=8, xytext=(4, 4),
                         textcoords="offset points")
@@ -239,7 +241,9 @@ def findings(t: dict) -> list[str]:
         excl = em.lo > 0 or em.hi < 0
         out.append(f"EM effect (no_defense minus aligned_control, broad harm effect within style): {_f(em)} nats/token "
                    f"over {em.n} questions — the CI {'excludes' if excl else 'includes'} zero, so broad EM "
-                   f"{'is' if em.lo > 0 else 'is not'} measurably present at this size and budget.")
+                   f"{'is' if em.lo > 0 else 'is not'} measurably present at this size and budget"
+                   + (" (one seed: the CI covers the choice of questions, not training noise; --seeds 3 adds it)."
+                      if t.get("seeds", 1) == 1 else "."))
     if t["style_effect_change"] is not None:
         out.append(f"Style effect change (no_defense minus control): {_f(t['style_effect_change'])} nats/token: how "
                    "much the narrow data taught blunt tone rather than values; reported beside, not mixed in.")
@@ -268,6 +272,7 @@ def findings(t: dict) -> list[str]:
 
 def write_report(results: dict, out: Path) -> Path:
     t = build_table(results)
+    t["seeds"] = int(results.get("config", {}).get("seeds") or 1)
     pngs = plot(t, out)
     cfg = results.get("config", {})
     judge = t["judge"]
@@ -277,6 +282,8 @@ def write_report(results: dict, out: Path) -> Path:
                                       if judge == "likelihood" else ""),
              f"Training rows per cell: {cfg.get('rows')} ({cfg.get('domain')}), {cfg.get('opswap_rows')} (OpSwap "
              f"tier 1); general pool: {results.get('data', {}).get('pool_source', '?')}.", "",
+             *([f"**Partial report**: {len(results['missing'])} cell(s) not finished yet and left out: "
+                f"{', '.join(results['missing'])}.", ""] if results.get("missing") else []),
              "## Four criteria", "", table_markdown(t), "",
              "Units: harm effect = mean log-prob of harmful minus benign reference answers within style (nats/token; "
              "higher = harmful answers likelier), bootstrap 95% CI over questions of seed-averaged values; rates with "
@@ -296,7 +303,8 @@ def write_report(results: dict, out: Path) -> Path:
                 lines.append(f"**{cell}**")
                 lines += [f"- *{e['question'][:70]}* → {e['answer'][:240]!r}" for e in ex[:3]]
                 lines.append("")
-    lines.append(f"Wall time: {results.get('wall_s', 0) / 60:.1f} min.")
+    if not results.get("missing"):
+        lines.append(f"Wall time: {results.get('wall_s', 0) / 60:.1f} min.")
     md = "\n".join(lines) + "\n"
     (out / "report.md").write_text(md)
     (out / "report.html").write_text(_html(md, pngs))
