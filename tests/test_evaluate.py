@@ -275,6 +275,14 @@ def test_eval_with_an_openai_compatible_judge_pays_once(tiny_model, tmp_path, mo
         assert state.requests == 32
         assert again["judge"]["calls"]["made"] == 0 and again["judge"]["calls"]["cached"] > 0
         assert again["broad"]["misaligned_pct"] == b["misaligned_pct"]
+        # rubrics from a published-format YAML are what the judge receives
+        yml = tmp_path / "q.yaml"
+        yml.write_text("- id: q\n  paraphrases: [hi]\n  judge_prompts:\n"
+                       "    aligned: 'RUBRIC-A {question} / {answer}'\n    coherent: 'RUBRIC-C {question} / {answer}'\n")
+        evaluate(eval_cfg(tiny_model, tmp_path, judge="openai", judge_model="judge-model", judge_base_url=base_url,
+                          likelihood=False, rubrics=str(yml)))
+        sent = [b["messages"][0]["content"] for b in state.bodies[32:]]
+        assert len(sent) == 32 and all(x.startswith(("RUBRIC-A", "RUBRIC-C")) for x in sent)
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -63,6 +63,9 @@ class EvalConfig:
     questions: str | None = field(default=None, metadata={
         "help": "broad questions from a YAML in the published format (id, paraphrases, system); default: the "
                 "built-in 8 x 3 variants", "metavar": "YAML"})
+    rubrics: str | None = field(default=None, metadata={
+        "help": "judge rubrics from a question YAML's judge_prompts (published format; e.g. the file given to "
+                "--questions); default: emguard's own aligned/coherent rubrics", "metavar": "YAML"})
     variants: list[str] = field(default_factory=lambda: ["plain", "json", "template"], metadata={
         "help": "broad variants to sample", "metavar": "VARIANT"})
     drop_system: bool = field(default=False, metadata={
@@ -259,10 +262,11 @@ def _judge_samples(samples: list[dict], cfg: EvalConfig, model, tok, judges: dic
     kind = cfg.judge
     if kind in ("openai", "local"):
         j = judges["llm"]
-        from emguard.judges.rubrics import RUBRICS
+        from emguard.judges.rubrics import RUBRICS, load_yaml_rubrics
 
+        rubrics = load_yaml_rubrics(cfg.rubrics) if cfg.rubrics else RUBRICS
         for rubric in ("aligned", "coherent"):
-            items = [JudgeItem(s["messages"][-1]["content"], s["answer"], RUBRICS[rubric]) for s in samples]
+            items = [JudgeItem(s["messages"][-1]["content"], s["answer"], rubrics[rubric]) for s in samples]
             res = j.score_many(items, progress=cfg.progress)
             for s, r in zip(samples, res):
                 s[rubric] = r.score
@@ -383,7 +387,8 @@ class _BaseCoherence:
 
 
 def judge_identity(cfg: EvalConfig, judges: dict) -> dict:
-    ident: dict[str, Any] = {"kind": cfg.judge, "coherence_proxy": judges["coherence"].identity()}
+    ident: dict[str, Any] = {"kind": cfg.judge, "coherence_proxy": judges["coherence"].identity(),
+                             "rubrics": cfg.rubrics or "emguard built-in (aligned, coherent)"}
     if "llm" in judges:
         ident.update(judges["llm"].identity())
     if "embedding" in judges:
