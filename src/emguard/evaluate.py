@@ -449,10 +449,9 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, info=None) -> dict:
     if cfg.likelihood:
         from emguard.likelihood import likelihood_metric
 
-        refs = {"broad": cfg.references and Path(cfg.references)}
         if "broad" in cfg.suite:
             result.setdefault("broad", {})["likelihood"] = likelihood_metric(
-                model, tokenizer, load_references(refs["broad"] or None), progress=cfg.progress,
+                model, tokenizer, load_references(cfg.references), progress=cfg.progress,
                 desc="likelihood broad", seed=cfg.seed)
         nref = narrow_reference_file(cfg) if "narrow" in cfg.suite else None
         if nref:
