@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("emguard.commands.demo", "train and measure a narrow fine-tune with and without defenses, offline"),
     "select": ("emguard.commands.select", "Interleaving+/++: rank a pool of general rows by perplexity gap"),
     "eval": ("emguard.commands.eval", "measure broad EM, narrow EM, benign learning and coherence (with CIs)"),
+    "study": ("emguard.commands.study", "run a grid of models x datasets x defenses x seeds (local or Ray), resumable"),
+    "serve": ("emguard.commands.serve", "provider service: OpenAI-compatible fine-tuning API with a defense policy"),
+    "worker": ("emguard.commands.worker", "a fine-tuning worker that claims jobs from the service's database"),
+    "keys": ("emguard.commands.keys", "create, list and revoke API keys of the provider service"),
 }
 
 EPILOG = """\
@@ -42,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"emguard {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    import importlib.util
+
     for name, (module, summary) in COMMANDS.items():
+        if importlib.util.find_spec(module) is None:  # a command whose module is not installed in this build
+            continue
         sp = sub.add_parser(name, help=summary, description=summary,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.set_defaults(_module=module)

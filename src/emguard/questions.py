@@ -377,3 +377,24 @@ def load_references(path: str | os.PathLike | None = None) -> list[RefQuestion]:
     if not Path(source).is_file():
         raise FileNotFoundError(f"reference file not found: {source}")
     return _read_references(Path(source), source)
+
+
+def subset_references(path: str | os.PathLike | None, n: int, dest: str | os.PathLike) -> str | None:
+    """Write the first ``n`` reference questions of ``path`` (None: the built-in broad set) to ``dest``.
+
+    Returns the path to use: ``dest``, or ``path`` unchanged when ``n`` is 0 or covers the whole file. Fewer
+    questions make a CPU study faster and its CIs (bootstrap over questions) wider.
+    """
+    refs = load_references(path)
+    if n <= 0 or n >= len(refs):
+        return None if path is None else os.fspath(path)
+    dest = Path(dest)
+    if not dest.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            for r in refs[:n]:
+                f.write(json.dumps({"id": r.id, "question": r.question, "source": r.source, "answers": r.answers},
+                                   ensure_ascii=False) + "\n")
+        tmp.replace(dest)
+    return str(dest)

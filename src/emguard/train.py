@@ -179,17 +179,42 @@ def _weights_sharded(trainer) -> bool:
     return False
 
 
-def _prepare_output(cfg: TrainConfig) -> Path | None:
-    """Check the output dir; return the checkpoint to resume from (or None). Writes nothing."""
-    from transformers.trainer_utils import get_last_checkpoint
+CHECKPOINT_DONE = "emguard_checkpoint_complete"  # written after the Trainer finished writing a checkpoint
 
+
+def last_complete_checkpoint(ckdir: Path, *, clean: bool = False) -> str | None:
+    """The newest checkpoint that was written completely (a process killed while saving leaves a partial one).
+
+    Complete = it holds :data:`CHECKPOINT_DONE` (checkpoints of older emguard versions: ``trainer_state.json``,
+    which the Trainer writes last). With ``clean``, partial checkpoints newer than it are deleted."""
+    import re
+    import shutil
+
+    if not ckdir.is_dir():
+        return None
+    found = sorted((int(m.group(1)), p) for p in ckdir.iterdir()
+                   if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name)))
+    marked = any((p / CHECKPOINT_DONE).is_file() for _, p in found)
+    for _, p in reversed(found):
+        if (p / CHECKPOINT_DONE).is_file() or (not marked and (p / "trainer_state.json").is_file()):
+            return str(p)
+        log.warning("checkpoint %s is incomplete (the run was killed while saving it)%s", p,
+                    "; removing it" if clean else "")
+        if clean:
+            shutil.rmtree(p, ignore_errors=True)
+    return None
+
+
+def _prepare_output(cfg: TrainConfig) -> Path | None:
+    """Check the output dir; return the checkpoint to resume from (or None). Writes nothing but the removal of
+    a partial checkpoint when resuming."""
     out = Path(cfg.output)
     if not out.exists() or not any(out.iterdir()):
         if cfg.resume:
             log.warning("--resume: %s has no checkpoint yet; starting from scratch", out)
         return None
     ckdir = out / CHECKPOINTS
-    last = get_last_checkpoint(str(ckdir)) if ckdir.is_dir() else None
+    last = last_complete_checkpoint(ckdir, clean=cfg.resume)
     if cfg.resume:
         if (out / RUN_JSON).is_file():
             raise TrainError(f"{out} holds a finished run (run.json); nothing to resume. Use --overwrite to redo it.")
@@ -426,6 +451,12 @@ def _metrics_callback(path: Path, resume_step: int):
                         if ln.strip() and json.loads(ln).get("step", 0) <= resume_step]
                 path.write_text("".join(ln + "\n" for ln in keep))
 
+        def on_save(self, args, state, control, **kw):
+            if state.is_world_process_zero:  # the Trainer calls on_save after the checkpoint is fully written
+                ck = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if ck.is_dir():
+                    (ck / CHECKPOINT_DONE).write_text(json.dumps({"step": state.global_step}))
+
         def on_log(self, args, state, control, logs=None, **kw):
             if state.is_world_process_zero and logs:
                 rec = {"step": state.global_step, "epoch": round(state.epoch or 0, 4), **logs}
@@ -435,8 +466,11 @@ def _metrics_callback(path: Path, resume_step: int):
     return MetricsJsonl()
 
 
-def train(cfg: TrainConfig) -> TrainResult:
+def train(cfg: TrainConfig, *, callbacks: list | None = None) -> TrainResult:
     """Validate data, build the model and defenses, train, and write the run directory.
+
+    ``callbacks``: extra ``transformers.TrainerCallback`` objects (e.g. a service's progress reporter or a
+    stop check polled every step); an exception raised by one aborts training before anything is saved.
 
     Runs alone or as one of N processes started by ``accelerate launch`` / ``torchrun`` (DDP; FSDP and DeepSpeed
     through an accelerate config): every process builds the same data and model, ``batch_size`` stays the
@@ -536,7 +570,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     resume_step = int(resume_from.name.split("-")[-1]) if resume_from else 0
     trainer = Trainer(model=model, args=args, train_dataset=features,
                       data_collator=lambda b: pad_batch(b, pad_id),
-                      callbacks=[_metrics_callback(out / METRICS, resume_step)])
+                      callbacks=[_metrics_callback(out / METRICS, resume_step), *(callbacks or [])])
     trainer.setup_emguard(defenses, run, make_reference(model, cfg, device=args.device))
     run.reference = trainer.reference_fn
     from emguard.monitor import build_monitor
@@ -585,7 +619,9 @@ def train(cfg: TrainConfig) -> TrainResult:
             "final_losses": trainer.last_terms,
             "monitor": monitor.describe() if monitor else None,
             "stopped_by": monitor.stopped if monitor and monitor.stopped else None,
-            "train_loss_mean": result.training_loss,
+            # mean of the logged per-step losses: the same whether or not the run was resumed (the Trainer's own
+            # training_loss averages only the steps run since the resume)
+            "train_loss_mean": (sum(h["loss"] for h in history) / len(history)) if history else result.training_loss,
             "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in history],
             "wall_time_s": round(time.time() - t_start, 2),
             "versions": _versions(),
