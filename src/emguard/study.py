@@ -74,7 +74,8 @@ class StudyConfig:
     ray_address: str | None = field(default=None, metadata={
         "help": "Ray cluster address (e.g. 'auto' or 'ray://head:10001'); unset: start a local Ray instance",
         "metavar": "ADDR"})
-    num_cpus: float = field(default=1, metadata={"help": "CPUs per cell (Ray resource request; torch threads)"})
+    num_cpus: float = field(default=1, metadata={
+        "help": "CPUs per cell under Ray (its resource request and the cell's torch threads)"})
     num_gpus: float = field(default=0, metadata={"help": "GPUs per cell (Ray resource request)"})
     report_only: bool = field(default=False, metadata={
         "help": "run nothing: write results.csv and the report from the cells finished so far"})
@@ -212,7 +213,9 @@ def cell_spec(cell: Cell, cfg: StudyConfig, broad_refs: str | None) -> dict:
     """Everything a worker needs to run one cell, as plain data (it travels to Ray workers)."""
     return {"key": cell.key, "dir": cell.dir, "model": cell.model, "seed": cell.seed, "defense": cell.defense,
             "dataset": asdict(cell.dataset), "defenses": cell.defenses, "train": dict(cfg.train),
-            "eval": dict(cfg.eval), "broad_refs": broad_refs, "threads": cfg.num_cpus}
+            "eval": dict(cfg.eval), "broad_refs": broad_refs,
+            # a Ray task gets num_cpus cores: as many torch threads; the local executor keeps torch's default
+            "threads": cfg.num_cpus if cfg.executor == "ray" else None}
 
 
 def run_cell(spec: dict) -> dict:
