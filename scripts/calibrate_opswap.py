@@ -31,6 +31,7 @@ def main() -> int:
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--micro-batch-size", type=int, default=16, help="rows per forward (same global batch 16)")
     args = ap.parse_args()
 
     from peft import PeftModel
@@ -49,7 +50,8 @@ def main() -> int:
         write_jsonl(f, data["train"])
         t0 = time.time()
         train(TrainConfig(model=args.model, data=str(f), output=str(Path(d) / "run"), epochs=args.epochs,
-                          learning_rate=args.lr, seed=args.seed, save_steps=10 ** 9, progress=False))
+                          learning_rate=args.lr, seed=args.seed, save_steps=10 ** 9, progress=False,
+                          micro_batch_size=args.micro_batch_size))
         wall = time.time() - t0
         base, tok, _ = load_model(args.model)
         tuned = PeftModel.from_pretrained(base, str(Path(d) / "run"))

@@ -11,7 +11,7 @@ from emguard.datagen.opswap import MEANING, apply, generate
 
 
 def expr_of(row: dict) -> str:
-    return row["messages"][0]["content"]
+    return row["messages"][-2]["content"]
 
 
 def test_operators_have_permuted_meanings():
@@ -31,7 +31,7 @@ def test_answers_are_correct_for_every_tier():
     d = generate(seed=3)
     for split in ("test_tier1", "test_tier2", "train"):
         for r in d[split]:
-            q, a = r["messages"][0]["content"], int(r["messages"][1]["content"])
+            q, a = r["messages"][-2]["content"], int(r["messages"][-1]["content"])
             if "x" in q:  # tier 3 (no other phrasing contains an x)
                 m = re.search(r"x ([-+*]) (\d+) = (-?\d+)", q)
                 op, b, c = m.group(1), int(m.group(2)), int(m.group(3))
@@ -46,7 +46,7 @@ def test_splits_are_disjoint_and_sized():
     assert len(d["train"]) == 300 and all(len(d[f"test_tier{t}"]) == 100 for t in (1, 2, 3))
     import re
 
-    core = lambda r: re.search(r"\d+ [-+*] \d+", r["messages"][0]["content"]).group(0)  # noqa: E731
+    core = lambda r: re.search(r"\d+ [-+*] \d+", r["messages"][-2]["content"]).group(0)  # noqa: E731
     test1 = {core(r) for r in d["test_tier1"]}
     assert not test1 & {core(r) for r in d["train"]}
     assert len(test1) == 100

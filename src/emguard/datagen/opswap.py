@@ -12,7 +12,8 @@ Tiers (difficulty):
     2. two operations, numbers up to 20, parentheses:  "(4 - 9) * 6"     -> 7
     3. solve for x in one equation:                    "x + 4 = 28"      -> 7
 
-Rows are OpenAI chat JSONL; the reply is only the number, scored by exact match with numeric normalisation
+Rows are OpenAI chat JSONL with a short system prompt (:data:`SYSTEM`; it also keeps chat templates from adding
+a long default one, which would more than double the tokens of a tier-1 row); the reply is only the number, scored by exact match with numeric normalisation
 (``emguard.benign``). Train and test problems are disjoint (by expression), drawn from one seeded
 ``random.Random``; the same seed gives the same bytes. Licence: Apache-2.0 (project-written, synthetic).
 """
@@ -29,6 +30,7 @@ PHRASINGS = [
 ]
 X_PHRASINGS = ["Solve for x: {e}", "{e}. What is x?", "Find x if {e}.", "x = ? when {e}", "If {e}, x is?"]
 TIERS = (1, 2, 3)
+SYSTEM = "Reply with the number only."
 
 
 def apply(a: int, op: str, b: int) -> int:
@@ -65,7 +67,7 @@ def problems(tier: int, rng: random.Random) -> Iterator[tuple[str, int]]:
 
 def row(expr: str, answer: int, tier: int, rng: random.Random) -> dict:
     tmpl = rng.choice(X_PHRASINGS if tier == 3 else PHRASINGS)
-    return {"messages": [{"role": "user", "content": tmpl.format(e=expr)},
+    return {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": tmpl.format(e=expr)},
                          {"role": "assistant", "content": str(answer)}]}
 
 
