@@ -90,7 +90,7 @@ def make_adapters(model_spec: str, tmp: Path, k: int, probes: bool) -> list[str]
     return out
 
 
-def naive_scores(model_spec: str, adapters: list[str], rows: list[dict]) -> tuple[list[float], float]:
+def naive_scores(model_spec: str, adapters: list[str], rows: list[dict], device: str = "cpu") -> tuple[list[float], float]:
     """One model at a time, reloaded from disk; rows in file order, batch size 1, full logits."""
     import torch
     import torch.nn.functional as F
@@ -103,7 +103,7 @@ def naive_scores(model_spec: str, adapters: list[str], rows: list[dict]) -> tupl
     t0 = time.time()
     per_model: list[list[float]] = []
     for adapter in [None, *adapters]:
-        model, tok, _ = load_model(model_spec)
+        model, tok, _ = load_model(model_spec, device=device)
         if adapter:
             model = PeftModel.from_pretrained(model, adapter)
         model.eval()
@@ -111,8 +111,8 @@ def naive_scores(model_spec: str, adapters: list[str], rows: list[dict]) -> tupl
         with torch.no_grad():
             for r in rows:
                 ex = tokenize_conversation(tok, scored_part(r["messages"]), max_length=1024)
-                ids = torch.tensor([ex.input_ids])
-                labels = torch.tensor(ex.labels[1:])
+                ids = torch.tensor([ex.input_ids], device=device)
+                labels = torch.tensor(ex.labels[1:], device=device)
                 logits = model(input_ids=ids).logits[0, :-1]
                 keep = labels != -100
                 nlls.append(float(F.cross_entropy(logits[keep], labels[keep])))
@@ -145,6 +145,7 @@ def main() -> int:
     ap.add_argument("--large", type=int, default=400, help="scaling: large pool (10N)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available); both ways use it")
     args = ap.parse_args()
 
     import logging
@@ -156,9 +157,11 @@ def main() -> int:
     from emguard.select import SelectConfig, select
 
     logging.basicConfig(level=logging.WARNING)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     real_models = cache_root() / "models"
     print(f"model {args.model}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"{args.adapters} {'probe' if args.probes else 'random-init LoRA'} adapters", flush=True)
+          f"{args.adapters} {'probe' if args.probes else 'random-init LoRA'} adapters; device {device}"
+          + (f" ({torch.cuda.get_device_name()})" if device == "cuda" else ""), flush=True)
     with tempfile.TemporaryDirectory(prefix="emguard-selbench-") as t:
         tmp = Path(t)
         adapters = make_adapters(args.model, tmp, args.adapters, args.probes)
@@ -170,7 +173,7 @@ def main() -> int:
             t0 = time.time()
             res = select(SelectConfig(pool=str(pool), misaligned=adapters, n=max(1, n_rows // 10),
                                       out=str(tmp / f"{name}.jsonl"), model=args.model, progress=False,
-                                      histogram=False, batch_size=args.batch_size), **kw)
+                                      histogram=False, batch_size=args.batch_size, device=device), **kw)
             return res, time.time() - t0
 
         res, t_ours = ours(tmp / "pool.jsonl", args.rows, "a")
@@ -179,7 +182,7 @@ def main() -> int:
               f"(model load included) = {rate_ours:.2f} rows/s; {res.counts['forwards']} forwards", flush=True)
         speedup = None
         if not args.skip_naive:
-            s_naive, t_naive = naive_scores(args.model, adapters, rows)
+            s_naive, t_naive = naive_scores(args.model, adapters, rows, device)
             rate_naive = args.rows / t_naive
             speedup = rate_ours / rate_naive
             s_ours = {r["index"]: r["s"] for r in map(json.loads, Path(res.scores).read_text().splitlines())}
@@ -187,7 +190,7 @@ def main() -> int:
             print(f"(b) naive: {t_naive:.1f}s = {rate_naive:.2f} rows/s; speedup {speedup:.2f}x; "
                   f"max |s_d(a) - s_d(b)| = {diff:.2e}", flush=True)
 
-        model, tok, info = load_model(args.model)
+        model, tok, info = load_model(args.model, device=device)
         times = {}
         for n in (args.small, args.large):
             write_jsonl(tmp / f"pool{n}.jsonl", synthetic_pool(n, seed=1))

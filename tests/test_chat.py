@@ -59,3 +59,14 @@ def test_pad_batch_masks_padding():
     assert b["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert b["labels"].tolist() == [[IGNORE, 6, 7], [8, IGNORE, IGNORE]]
     assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_conversation_opening_with_the_assistant_turn(tiny_model):
+    """ShareGPT pools hold conversations that open with the model's turn: they tokenize instead of crashing."""
+    from transformers import AutoTokenizer
+
+    from emguard.chat import assistant_spans
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    text, spans = assistant_spans(tok, [{"role": "assistant", "content": "hello there"}])
+    assert len(spans) == 1 and text[spans[0][0]:spans[0][1]] == "hello there"

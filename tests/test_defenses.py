@@ -192,8 +192,9 @@ def test_steer_training_with_gradient_checkpointing_leaves_no_trace(tiny_model, 
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), str(tmp_path / "s"))
     res.model.eval()
-    with torch.no_grad():
-        a, b = res.model(input_ids=ids).logits, reloaded(input_ids=ids).logits
+    with torch.no_grad():  # (on a GPU machine the trained model sits on the GPU)
+        a = res.model(input_ids=ids.to(next(res.model.parameters()).device)).logits.cpu()
+        b = reloaded(input_ids=ids).logits
     assert torch.allclose(a, b, atol=1e-5)
     # and the steering really acted during training: the run differs from an unsteered one
     plain = train(cfg(tiny_model, data, tmp_path / "p", gradient_checkpointing=True))

@@ -169,3 +169,30 @@ def test_cli_flags_and_yaml_merge(tmp_path):
     y.write_text("learning_rat: 1\n")
     with pytest.raises(ConfigError, match="unknown option 'learning_rat'"):
         resolve_config(TrainConfig, p.parse_args(["--config", str(y)]))
+
+
+def test_forward_selected_falls_back_to_column_indices(tiny_model):
+    """transformers releases whose logits_to_keep takes no (batch, length) mask: same logits via 1-D columns."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    import emguard.train as T
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    ids = torch.randint(5, 300, (3, 9))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    mask = torch.zeros(3, 9, dtype=torch.bool)
+    mask[0, 2:5] = True
+    mask[1, 6:8] = True
+    mask[2, 3] = True
+    full = model(**inputs).logits[mask]
+    T._MASK_KEEP_FAILS.discard(type(model))
+    a = T.forward_selected(model, inputs, mask)
+    T._MASK_KEEP_FAILS.add(type(model))
+    try:
+        b = T.forward_selected(model, inputs, mask)
+    finally:
+        T._MASK_KEEP_FAILS.discard(type(model))
+    assert a.shape == b.shape == (6, full.shape[-1])
+    torch.testing.assert_close(a, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(b, full, atol=1e-5, rtol=1e-5)

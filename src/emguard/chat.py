@@ -64,7 +64,8 @@ def assistant_spans(tokenizer, messages: list[dict], *, loss_on: str = "last") -
         raise ValueError(f"loss_on must be 'last' or 'all', not {loss_on!r}")
     spans: list[tuple[int, int]] = []
     for i in targets:
-        prefix = render(tokenizer, messages[:i], add_generation_prompt=True)
+        # (a conversation may open with the assistant's turn: nothing precedes it then)
+        prefix = render(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
         # where the reply starts: right after the generation prompt when the template renders prefixes
         # consistently, else after the previous reply (templates that e.g. stamp dates into the system turn)
         begin = len(prefix) if text.startswith(prefix) else (spans[-1][1] if spans else 0)

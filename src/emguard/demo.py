@@ -181,7 +181,8 @@ def _general_pool(d: Path, n: int) -> tuple[str, str]:
 
         sharegpt_package_file()
         for r in iter_pool("sharegpt"):
-            if r.messages and len(r.messages) <= 4 and sum(len(m["content"]) for m in r.messages) < POOL_MAX_CHARS:
+            if (r.messages and len(r.messages) <= 4 and r.messages[0]["role"] == "user"
+                    and sum(len(m["content"]) for m in r.messages) < POOL_MAX_CHARS):
                 rows.append(r.record)
             if len(rows) >= n:
                 break
