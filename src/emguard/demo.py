@@ -216,8 +216,11 @@ def run_cell(cfg: DemoConfig, out: Path, task: str, cell: str, seed: int, ctx: d
             data = ctx["train_aligned" if cell == "aligned_control" else "train_misaligned"]
         if not (cdir / RUN_JSON).is_file():
             # same global batch (16) everywhere; bigger micro-batches only run short rows faster on a CPU
-            extra = {"learning_rate": cfg.opswap_lr, "micro_batch_size": 16} if task == "opswap" else \
-                {"micro_batch_size": 8}
+            # (not with interleaved general rows: 16 rows of up to ~400 tokens in one forward need ~9 GB of
+            # activations on the embedded default)
+            extra = {"learning_rate": cfg.opswap_lr,
+                     "micro_batch_size": 4 if cell.startswith("interleave") else 16} if task == "opswap" else \
+                {"micro_batch_size": 8 if not cell.startswith("interleave") else 4}
             train(TrainConfig(model=cfg.model, data=data, output=str(cdir), defenses=defense_specs(cell, ctx),
                               seed=seed, max_length=512, resume=True, save_steps=5, progress=cfg.workers == 1,
                               **extra))
