@@ -374,6 +374,15 @@ def read_chat_dataset(path: str | os.PathLike, *, skip_invalid: bool = False,
                        n_invalid=n_invalid, n_duplicates=n_duplicates, problems=problems)
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically: a temporary file in the same folder, then os.replace."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)
+
+
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
     """Write one JSON object per line (UTF-8) atomically: a temporary file in the same folder, then os.replace."""
     target = Path(path)

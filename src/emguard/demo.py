@@ -129,10 +129,9 @@ def defense_specs(cell: str, ctx: dict) -> list:
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=str))
-    tmp.replace(path)
+    from emguard.data import write_text_atomic
+
+    write_text_atomic(path, json.dumps(obj, indent=1, ensure_ascii=False, default=str))
 
 
 def prepare_data(cfg: DemoConfig, out: Path) -> dict:

@@ -490,9 +490,9 @@ def _adapter_id(adapter: str | None) -> str | None:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=str))
-    tmp.replace(path)
+    from emguard.data import write_text_atomic
+
+    write_text_atomic(path, json.dumps(obj, indent=1, ensure_ascii=False, default=str))
 
 
 CSV_FIELDS = ["suite", "prompt_id", "question_id", "variant", "k", "question", "answer", "aligned", "aligned_label",

@@ -388,13 +388,9 @@ def subset_references(path: str | os.PathLike | None, n: int, dest: str | os.Pat
     refs = load_references(path)
     if n <= 0 or n >= len(refs):
         return None if path is None else os.fspath(path)
-    dest = Path(dest)
-    if not dest.is_file():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_suffix(".tmp")
-        with tmp.open("w") as f:
-            for r in refs[:n]:
-                f.write(json.dumps({"id": r.id, "question": r.question, "source": r.source, "answers": r.answers},
-                                   ensure_ascii=False) + "\n")
-        tmp.replace(dest)
+    from emguard.data import write_jsonl
+
+    if not Path(dest).is_file():
+        write_jsonl(dest, [{"id": r.id, "question": r.question, "source": r.source, "answers": r.answers}
+                           for r in refs[:n]])
     return str(dest)

@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emguard.data import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 CELL_JSON = "cell.json"
@@ -232,7 +234,7 @@ def run_cell(spec: dict) -> dict:
     try:
         result = _run_cell(spec, cdir)
         result["wall_s"] = round(time.time() - t0, 1)
-        _atomic_write(marker, json.dumps(result, indent=1, default=str))
+        write_text_atomic(marker, json.dumps(result, indent=1, default=str))
         (cdir / ERROR_LOG).unlink(missing_ok=True)
         return result
     except BaseException:
@@ -305,12 +307,6 @@ def cell_metrics(res: dict, run: dict) -> dict[str, dict]:
     if run.get("train_loss_mean") is not None:
         out["train_loss_mean"] = {"value": run["train_loss_mean"], "lo": None, "hi": None, "n": None}
     return out
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 # ------------------------------------------------------------------------------------------------ shared steps
@@ -423,7 +419,7 @@ def run_study(cfg: StudyConfig) -> dict:
     t0 = time.time()
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "study.json", json.dumps(asdict(cfg), indent=1, default=str))
+    write_text_atomic(out / "study.json", json.dumps(asdict(cfg), indent=1, default=str))
     cells = plan(cfg)
     broad_refs = subset_references(None, cfg.broad_questions, out / "data" / f"broad_references_{cfg.broad_questions}.jsonl")
     todo = [c for c in cells if not (Path(c.dir) / CELL_JSON).is_file()]
@@ -444,7 +440,7 @@ def run_study(cfg: StudyConfig) -> dict:
     summary = {"cells": len(cells), "finished": len(finished), "ran": len(todo) - len(failures),
                "failed": failures, "missing": [c.key for c in cells if c not in finished],
                "results": str(out / RESULTS_CSV), "report": str(report), "wall_s": round(time.time() - t0, 1)}
-    _atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     return summary
 
 
