@@ -305,3 +305,15 @@ def test_fused_kl_gradient_matches_autograd(monkeypatch, chunk):
     ((lp.exp() * (lp - lq)).sum(-1) * w).sum().backward()
     assert torch.allclose(fused, l.grad, atol=1e-6)
     assert float(token_kl(r.clone(), r).abs().max()) < 1e-7
+
+
+def test_target_rows_skips_the_copy_only_when_every_row_is_a_target():
+    import torch
+
+    from emguard.defenses.base import StepOutputs
+
+    t = torch.arange(12.0).reshape(4, 3)
+    every = StepOutputs({}, None, torch.ones(4, dtype=torch.bool), None, t, None)
+    assert every.target_rows(t) is t  # no vocabulary-sized copy, no scatter in the backward
+    some = StepOutputs({}, None, torch.tensor([True, False, True, False]), None, t, None)
+    assert some.target_rows(t).tolist() == [[0.0, 1.0, 2.0], [6.0, 7.0, 8.0]]

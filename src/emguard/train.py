@@ -354,7 +354,8 @@ def step_loss(model, inputs: dict, defenses: list, run, reference_fn) -> tuple[A
     is_target = tmask[lmask]
     targets = labels[:, 1:][labels[:, 1:] != -100]
     logits = forward_selected(model, inputs, lmask)
-    ce = F.cross_entropy(logits[is_target], targets)
+    all_targets = bool(is_target.all())  # then indexing would only copy the logits (and scatter them back)
+    ce = F.cross_entropy(logits if all_targets else logits[is_target], targets)
 
     # the reference's logits cost an LM-head projection: skip it when no defense reads them (ldifs alone)
     ref_mask = lmask if any(d.needs_reference_logits for d in defenses) else torch.zeros_like(lmask)
@@ -366,9 +367,10 @@ def step_loss(model, inputs: dict, defenses: list, run, reference_fn) -> tuple[A
                 rl = forward_selected(ref_model, inputs, ref_mask)
             finally:
                 run.in_reference = False
-        return StepOutputs(inputs, lmask, is_target, targets, rl, run)
+        return StepOutputs(inputs, lmask, is_target, targets, rl, run, _all_targets=all_targets)
 
-    step = StepOutputs(inputs, lmask, is_target, targets, logits, run, _reference_fn=reference_outputs)
+    step = StepOutputs(inputs, lmask, is_target, targets, logits, run, _reference_fn=reference_outputs,
+                       _all_targets=all_targets)
     terms: dict[str, Any] = {"ce": ce}
     loss = ce
     for d in defenses:

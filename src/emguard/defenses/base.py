@@ -61,6 +61,14 @@ class StepOutputs:
     run: RunContext
     _reference_fn: Callable[[], "StepOutputs"] | None = None
     _reference: "StepOutputs | None" = None
+    _all_targets: bool | None = None
+
+    def target_rows(self, t):
+        """``t[is_target]``, or ``t`` itself when every computed row is a target (the usual case: no copy of a
+        vocabulary-sized tensor in the forward and no scatter back in the backward)."""
+        if self._all_targets is None:
+            self._all_targets = bool(self.is_target.all())
+        return t if self._all_targets else t[self.is_target]
 
     def reference(self) -> "StepOutputs":
         """The frozen reference model's outputs on the same batch (computed once per step, no gradients)."""
