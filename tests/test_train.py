@@ -166,6 +166,11 @@ def test_cli_flags_and_yaml_merge(tmp_path):
     assert cfg.seed == 5 and cfg.learning_rate == 3e-4 and cfg.progress is False
     assert cfg.defenses == ["kl", {"name": "ldifs", "lam": 0.5}]
     assert resolve_config(TrainConfig, p.parse_args(["--config", str(y)])).learning_rate == 2e-4
+    opts = tmp_path / "defs.yaml"
+    opts.write_text("kl: {lam: 0.3}\n")
+    inline = resolve_config(TrainConfig, p.parse_args(["--defense-options", "{kl: {lam: 0.3}}"]))
+    from_file = resolve_config(TrainConfig, p.parse_args(["--defense-options", str(opts)]))
+    assert inline.defense_options == from_file.defense_options == {"kl": {"lam": 0.3}}
     y.write_text("learning_rat: 1\n")
     with pytest.raises(ConfigError, match="unknown option 'learning_rat'"):
         resolve_config(TrainConfig, p.parse_args(["--config", str(y)]))

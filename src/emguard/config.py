@@ -47,6 +47,13 @@ def _parse_scalar_or_yaml(text: str) -> Any:
         return text
 
 
+def _parse_yaml_or_file(text: str) -> Any:
+    """A structured flag: inline YAML/JSON, or the path of a .yaml/.yml/.json file holding it."""
+    if text.lower().endswith((".yaml", ".yml", ".json")) and Path(text).is_file():
+        return load_yaml(text)
+    return _parse_scalar_or_yaml(text)
+
+
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
     """Add one option per dataclass field. Defaults are suppressed so that only typed flags override."""
     hints = _field_types(cls)
@@ -75,8 +82,8 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tupl
             kwargs["nargs"] = "+"
             kwargs["metavar"] = f.metadata.get("metavar", "VALUE")
             kwargs["type"] = _parse_scalar_or_yaml
-        else:  # dicts and anything structured: a YAML/JSON string
-            kwargs["type"] = _parse_scalar_or_yaml
+        else:  # dicts and anything structured: a YAML/JSON string or a file of it
+            kwargs["type"] = _parse_yaml_or_file
             kwargs["metavar"] = f.metadata.get("metavar", "YAML")
         parser.add_argument(*names, **kwargs)
 

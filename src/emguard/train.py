@@ -92,7 +92,7 @@ class TrainConfig:
         "help": "defenses to apply, e.g. kl ldifs (YAML: a list of names or {name: ..., option: value} maps)",
         "metavar": "NAME"})
     defense_options: dict = field(default_factory=dict, metadata={
-        "help": "per-defense options as YAML, e.g. '{kl: {lam: 0.2}}'"})
+        "help": "per-defense options as YAML, e.g. '{kl: {lam: 0.2}}', or a .yaml file of them"})
     monitor: str | None = field(default=None, metadata={
         "help": "in-training EM monitor: persona (drift along the persona vector on fixed probes)",
         "metavar": "KIND"})
