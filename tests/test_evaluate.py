@@ -302,3 +302,62 @@ def test_shared_prompt_scoring_equals_per_answer_scoring(tiny_model):
     for (prompt, answers), got in zip(groups, shared):
         want = answer_nll(model, tok, [[*prompt, {"role": "assistant", "content": a}] for a in answers])
         assert got == pytest.approx(want, abs=1e-5)
+
+
+def test_eval_with_merged_adapter_equals_the_lora_branch_and_restores_weights(tiny_model, tmp_path, monkeypatch):
+    """merge_adapter (default) folds the LoRA update in for sampling and likelihood: same numbers as the
+    unmerged side branch, the coherence proxy still sees the base model, and the weights come back untouched."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    import emguard.adapters as A
+    from emguard.evaluate import evaluate, load_eval_model
+
+    torch.manual_seed(0)
+    peft = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                          LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"],
+                                     init_lora_weights=False))  # random B: the adapter changes the model
+    peft.save_pretrained(tmp_path / "adapter")
+    merges: list[str] = []
+    real = A.merged_adapter
+
+    def counting(model, slot):
+        merges.append(slot)
+        return real(model, slot)
+
+    monkeypatch.setattr(A, "merged_adapter", counting)
+    res = {}
+    for merge in (True, False):
+        (tmp_path / str(merge)).mkdir()
+        cfg = eval_cfg(tiny_model, tmp_path / str(merge), adapter=str(tmp_path / "adapter"), temperature=0.0,
+                       samples=1, merge_adapter=merge)
+        model, tok, info = load_eval_model(cfg)
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        res[merge] = evaluate(cfg, model=model, tokenizer=tok, info=info)
+        assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+    assert merges == ["default", "default"]  # sampling and likelihood merged; nothing merged when switched off
+    qa = res[True]["broad"]["likelihood"]["per_question"]
+    qb = res[False]["broad"]["likelihood"]["per_question"]
+    assert [q["harm_effect"] for q in qa] == pytest.approx([q["harm_effect"] for q in qb], abs=1e-5)
+    sa = (tmp_path / "True" / "eval" / "samples.jsonl").read_text().splitlines()[1:]
+    sb = (tmp_path / "False" / "eval" / "samples.jsonl").read_text().splitlines()[1:]
+    assert [json.loads(x)["answer"] for x in sa] == [json.loads(x)["answer"] for x in sb]
+    assert res[True]["coherence"]["nll_base_mean"]["value"] == pytest.approx(
+        res[False]["coherence"]["nll_base_mean"]["value"], abs=1e-5)
+
+
+def test_open_ended_suites_share_generate_batches(tiny_model, tmp_path, count_sampling, monkeypatch):
+    import emguard.sampling as S
+    from emguard.evaluate import evaluate
+
+    calls: list[int] = []
+    spy = S.sample
+
+    def counting(model, tok, prompts, **kw):
+        calls.append(len(prompts))
+        return spy(model, tok, prompts, **kw)
+
+    monkeypatch.setattr(S, "sample", counting)
+    evaluate(eval_cfg(tiny_model, tmp_path, suite=["broad", "narrow"], narrow="medical", narrow_n=4,
+                      likelihood=False, samples=1))
+    assert calls == [8 * 2 + 4]  # 8 questions x 2 variants + 4 narrow prompts in one call

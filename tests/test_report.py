@@ -115,3 +115,34 @@ def test_demo_pool_falls_back_to_the_shipped_pool_without_sharegpt(tmp_path, mon
     path, source = _general_pool(tmp_path, 50)
     assert "shipped general pool (50" in source
     assert sum(1 for _ in open(path)) == 50
+
+
+def test_demo_scheduler_runs_the_longest_ready_job_first_and_pp_cells_after_preparation(tmp_path, monkeypatch):
+    import emguard.demo as D
+
+    order: list = []
+
+    def fake_cell(cfg, out, task, cell, seed, ctx, base_eval=False):
+        order.append((task, cell, seed))
+        return {"cell": f"{task}/{cell}/{seed}"}
+
+    monkeypatch.setattr(D, "run_cell", fake_cell)
+    monkeypatch.setattr(D, "_prepare_shared", lambda cfg, out, ctx: order.append("prep"))
+    cfg = D.DemoConfig(output=str(tmp_path), workers=1)
+    jobs = [("domain", "base", 0, True), ("opswap", "base", 0, True)]
+    jobs += [(t, c, 0, False) for t in ("domain", "opswap") for c in ("no_defense", "kl", "interleave_pp")]
+    got = dict(D._run_jobs(cfg, tmp_path, {}, jobs))
+    assert set(got) == set(jobs) and got[("opswap", "kl", 0, False)] == {"cell": "opswap/kl/0"}
+    assert order.index("prep") < order.index(("domain", "interleave_pp", 0))
+    assert order.index("prep") < order.index(("opswap", "interleave_pp", 0))
+    # the longest ready job first: the preparation (the pp cells wait for it), then by falling cost, the 20 s
+    # OpSwap base evaluation last
+    assert order[0] == "prep" and order[-1] == ("opswap", "base", 0)
+    costs = [D.job_cost((*o, o[1] == "base")) for o in order[1:] if o[1] != "interleave_pp"]
+    assert costs == sorted(costs, reverse=True)
+    # finished cells are read back, not rerun, and no preparation is needed when every pp cell is done
+    for t, c, s, _ in jobs:
+        (tmp_path / t / c / f"seed{s}" / "eval").mkdir(parents=True)
+        (tmp_path / t / c / f"seed{s}" / "eval" / "eval.json").write_text("{}")
+    order.clear()
+    assert len(dict(D._run_jobs(cfg, tmp_path, {}, jobs))) == len(jobs) and "prep" not in order

@@ -30,8 +30,11 @@ DEFENSES = ["no_defense", "kl", "ldifs", "steer", "inoculate", "interleave", "in
 DOMAIN_CELLS = ["aligned_control", *DEFENSES]
 QUICK_DOMAIN_CELLS = ["aligned_control", "no_defense", "kl"]
 QUICK_OPSWAP_CELLS = ["no_defense", "kl"]
-QUICK_REFS, QUICK_NARROW, QUICK_BENIGN = 8, 4, 30
-POOL_MAX_CHARS = 1200  # general rows longer than this would dominate a CPU demo's padded batches  # --quick: reference questions, narrow prompts, OpSwap problems
+QUICK_REFS, QUICK_NARROW, QUICK_BENIGN = 8, 4, 30  # --quick: reference questions, narrow prompts, OpSwap problems
+# general rows under 600 characters: ~100 tokens on average with SmolLM2's template (max ~200), as long as the
+# built-in domains' rows (~97), so 5% interleaved rows are ~5% of the tokens (at 1200 characters: mean 208,
+# max 521 tokens, and they dominated the padded batches of a CPU demo)
+POOL_MAX_CHARS = 600
 
 
 @dataclass
@@ -57,10 +60,10 @@ class DemoConfig:
     cells: list[str] = field(default_factory=list, metadata={
         "help": f"domain cells to run (default: all: {', '.join(DOMAIN_CELLS)})", "metavar": "CELL"})
     opswap: bool = field(default=True, metadata={"help": "also train every defense on OpSwap (criterion c)"})
-    broad_questions: int = field(default=24, metadata={
+    broad_questions: int = field(default=16, metadata={
         "help": "broad questions scored by the style-controlled likelihood metric: the first N of the 58 shipped "
                 "(the 8 questions of Betley et al. come first); 0 = all"})
-    narrow_questions: int = field(default=16, metadata={
+    narrow_questions: int = field(default=12, metadata={
         "help": "narrow reference questions scored by the likelihood metric: the first N of the domain's 40; 0 = all"})
     narrow_prompts: int = field(default=8, metadata={"help": "held-out narrow prompts sampled per cell"})
     variants: list[str] = field(default_factory=lambda: ["plain"], metadata={
@@ -214,20 +217,22 @@ def run_cell(cfg: DemoConfig, out: Path, task: str, cell: str, seed: int, ctx: d
         else:
             data = ctx["train_aligned" if cell == "aligned_control" else "train_misaligned"]
         if not (cdir / RUN_JSON).is_file():
-            # same global batch (16) everywhere; bigger micro-batches only run short rows faster on a CPU
-            # (not with interleaved general rows: 16 rows of up to ~400 tokens in one forward need ~9 GB of
-            # activations on the embedded default)
+            # same global batch (16) everywhere; micro-batches of 16 run OpSwap's short rows (31 tokens) 1.34x
+            # faster per token on a CPU, but a ~100-token general row would pad a whole micro-batch of 16, so
+            # OpSwap cells with interleaved rows use 4. Domain rows (~97 tokens): 4, 8 and 16 time alike.
             extra = {"learning_rate": cfg.opswap_lr,
                      "micro_batch_size": 4 if cell.startswith("interleave") else 16} if task == "opswap" else \
-                {"micro_batch_size": 8 if not cell.startswith("interleave") else 4}
+                {"micro_batch_size": 8}
             train(TrainConfig(model=cfg.model, data=data, output=str(cdir), defenses=defense_specs(cell, ctx),
-                              seed=seed, max_length=512, resume=True, save_steps=5, progress=cfg.workers == 1,
+                              seed=seed, max_length=512, resume=True, save_steps=10 if task == "opswap" else 5,
+                              progress=cfg.workers == 1,
                               **extra))
         adapter = str(cdir)
     if task == "opswap":
         ecfg = EvalConfig(model=cfg.model, adapter=adapter, suite=["benign"], benign=ctx["opswap_test_tier1"],
                           benign_max_new_tokens=8, temperature=0.0, likelihood=False, output=str(cdir / "eval"),
-                          seed=seed, benign_n=QUICK_BENIGN if cfg.quick else None, progress=cfg.workers == 1)
+                          seed=seed, benign_n=QUICK_BENIGN if cfg.quick else None, progress=cfg.workers == 1,
+                          batch_size=64)  # 8-token greedy answers: a decoding step costs the same at 16 or 64
     else:
         ecfg = EvalConfig(model=cfg.model, adapter=adapter, suite=["broad", "narrow"], narrow=cfg.domain,
                           samples=cfg.samples, max_new_tokens=cfg.max_new_tokens, judge=cfg.judge,
@@ -272,29 +277,28 @@ def run_demo(cfg: DemoConfig) -> dict:
         results["missing"] = [f"{t}/{c}/seed{s}" for t, c, s, _ in jobs
                               if not (out / t / c / f"seed{s}" / "eval" / "eval.json").is_file()]
         jobs = [j for j in jobs if f"{j[0]}/{j[1]}/seed{j[2]}" not in results["missing"]]
-    else:
-        _prepare_shared(cfg, out, ctx, jobs)
-    for (task, cell, seed, _), res in _run_jobs(cfg, out, ctx, jobs):
-        results["cells"].setdefault(task, {}).setdefault(cell, {})[str(seed)] = _slim(res)
+    done = dict(_run_jobs(cfg, out, ctx, jobs))
+    for job in jobs:  # job order, not finishing order: results.json and the report do not depend on timing
+        task, cell, seed, _ = job
+        results["cells"].setdefault(task, {}).setdefault(cell, {})[str(seed)] = _slim(done[job])
     results["wall_s"] = round(time.time() - t0, 1)
     _atomic_json(out / ("results.partial.json" if cfg.report_only else "results.json"), results)
     write_report(results, out)
     return results
 
 
-def _prepare_shared(cfg: DemoConfig, out: Path, ctx: dict, jobs: list) -> None:
-    """Interleaving++'s probes and pool scores, once, before cells run side by side (both cached on disk)."""
-    if not any(c == "interleave_pp" and not (out / t / c / f"seed{s}" / "eval" / "eval.json").is_file()
-               for t, c, s, _ in jobs):
-        return
-    from emguard.data import read_chat_dataset
-    from emguard.defenses.base import RunContext, build_defenses
+def _needs_pp_prep(out: Path, jobs: list) -> bool:
+    return any(c == "interleave_pp" and not (out / t / c / f"seed{s}" / "eval" / "eval.json").is_file()
+               for t, c, s, _ in jobs)
 
-    print("preparing Interleaving++ (probe adapters on the other domains, pool scores; cached)", flush=True)
+
+def _prepare_shared(cfg: DemoConfig, out: Path, ctx: dict) -> None:
+    """Interleaving++'s probes and pool scores, once, before any Interleaving++ cell (both cached on disk)."""
+    from emguard.defenses.base import build_defenses
+    from emguard.defenses.interleave import prime_selection
+
     for d in build_defenses(defense_specs("interleave_pp", ctx)):
-        d.prepare_dataset(read_chat_dataset(ctx["train_misaligned"]).rows,
-                          RunContext(model=None, tokenizer=None, seed=0, output_dir=str(out),
-                                     extra={"model_spec": cfg.model}))
+        prime_selection(d, ctx["train_misaligned"], cfg.model, str(out))
 
 
 def _init_worker(threads: int) -> None:
@@ -303,42 +307,92 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+PREP = ("prep", "interleave_pp", 0, False)  # the pseudo-job that prepares Interleaving++ (probes, pool scores)
+
+
+def job_cost(job) -> float:
+    """Rough single-thread seconds of a job on the embedded default (demo of 2026-11-27, 2 cores): the
+    scheduler starts the longest ready job first, so the last minutes are not one long cell on one core."""
+    task, cell, _, base = job
+    if task == "prep":
+        return 330.0
+    if task == "domain":
+        return 110.0 if base else 280.0 + {"interleave": 80, "interleave_pp": 80, "kl": 50, "ldifs": 30}.get(cell, 0)
+    return 20.0 if base else 160.0 + {"interleave": 90, "interleave_pp": 90, "kl": 45, "ldifs": 40}.get(cell, 0)
+
+
+def _run_job(cfg: DemoConfig, out: Path, ctx: dict, job) -> dict | None:
+    if job == PREP:
+        _prepare_shared(cfg, out, ctx)
+        return None
+    return run_cell(cfg, out, *job[:3], ctx, base_eval=job[3])
+
+
 def _run_jobs(cfg: DemoConfig, out: Path, ctx: dict, jobs: list):
-    """Yield ``(job, eval result)`` as cells finish, ``cfg.workers`` at a time, with progress and an ETA."""
+    """Yield ``(job, eval result)`` as cells finish, ``cfg.workers`` at a time, longest ready job first, with
+    progress and an ETA. Interleaving++ cells wait for the preparation job; finished cells are read back."""
     import os
 
     todo = [j for j in jobs if not (out / j[0] / j[1] / f"seed{j[2]}" / "eval" / "eval.json").is_file()]
     for j in jobs:
         if j not in todo:
             yield j, run_cell(cfg, out, *j[:3], ctx, base_eval=j[3])
-    t0, n = time.time(), len(todo)
     if not todo:
         return
+    if _needs_pp_prep(out, todo):
+        todo.append(PREP)
+    total = sum(job_cost(j) for j in todo)
+    t0, n, done_cost, finished = time.time(), len(todo), 0.0, 0
+    pending = sorted(todo, key=lambda j: (j == PREP, job_cost(j)), reverse=True)  # prep unblocks the pp cells
+    prep_done = PREP not in todo
 
-    def progress(i: int, job) -> None:
+    def next_job():
+        for j in pending:
+            if prep_done or j == PREP or j[1] != "interleave_pp":
+                pending.remove(j)
+                return j
+        return None
+
+    def what(job) -> str:
+        return "Interleaving++ preparation (probes, pool scores)" if job == PREP else f"{job[0]} {job[1]} seed {job[2]}"
+
+    def progress(job) -> None:
         el = time.time() - t0
-        eta = f", ETA {el / i * (n - i) / 60:.0f} min" if i else ""
-        print(f"[{i}/{n}] done {job[0]} {job[1]} seed {job[2]} ({el / 60:.1f} min{eta})", flush=True)
+        eta = f", ETA {el / done_cost * (total - done_cost) / 60:.0f} min" if done_cost < total else ""
+        print(f"[{finished}/{n}] done {what(job)} ({el / 60:.1f} min{eta})", flush=True)
 
     workers = min(cfg.workers, n)
     if workers == 1:
-        for i, j in enumerate(todo, 1):
-            print(f"[{i}/{n}] {j[0]} {j[1]} seed {j[2]}", flush=True)
-            res = run_cell(cfg, out, *j[:3], ctx, base_eval=j[3])
-            progress(i, j)
-            yield j, res
+        while (j := next_job()) is not None:
+            print(f"  start {what(j)}", flush=True)
+            res = _run_job(cfg, out, ctx, j)
+            finished, done_cost = finished + 1, done_cost + job_cost(j)
+            prep_done = prep_done or j == PREP
+            progress(j)
+            if j != PREP:
+                yield j, res
         return
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = max(1, (os.cpu_count() or 2) // workers)
-    print(f"{n} cells in {workers} processes x {threads} thread(s)", flush=True)
+    print(f"{n} jobs in {workers} processes x {threads} thread(s)", flush=True)
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                              initargs=(threads,)) as ex:
-        futs = {ex.submit(run_cell, cfg, out, *j[:3], ctx, j[3]): j for j in todo}
-        for i, f in enumerate(as_completed(futs), 1):
-            progress(i, futs[f])
-            yield futs[f], f.result()
+        running: dict = {}
+        while pending or running:
+            while len(running) < workers and (j := next_job()) is not None:
+                print(f"  start {what(j)}", flush=True)
+                running[ex.submit(_run_job, cfg, out, ctx, j)] = j
+            fin, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in fin:
+                j = running.pop(f)
+                res = f.result()
+                finished, done_cost = finished + 1, done_cost + job_cost(j)
+                prep_done = prep_done or j == PREP
+                progress(j)
+                if j != PREP:
+                    yield j, res
 
 
 def _slim(res: dict) -> dict:

@@ -101,6 +101,9 @@ class EvalConfig:
                                                     "choices": ["float32", "bfloat16", "float16"]})
     bootstrap: int = field(default=2000, metadata={"help": "bootstrap resamples for the CIs"})
     progress: bool = field(default=True, metadata={"help": "progress bars"})
+    merge_adapter: bool = field(default=True, metadata={
+        "help": "fold the LoRA update into the weights while sampling and scoring (the same model up to float "
+                "rounding; no LoRA side branch, faster on CPU); the coherence proxy still sees the base model"})
 
     def validate(self) -> None:
         from emguard.config import ConfigError
@@ -207,35 +210,41 @@ class SampleStore:
         return [self.rows[(suite, p.id, k)] for p in prompts for k in range(n)]
 
 
-def _sample_missing(store: SampleStore, suite: str, prompts: list, n: int, model, tok, cfg: EvalConfig,
+def _sample_missing(store: SampleStore, items: list[tuple[str, Any]], n: int, model, tok, cfg: EvalConfig,
                     max_new: int, chunk: int = 64) -> None:
-    """Sample every missing (prompt, k), a fixed group of prompts at a time, appending each group to the store.
+    """Sample every missing (suite, prompt, k), a fixed group of prompts at a time, appending each group to the
+    store. ``items`` may mix suites (broad and narrow prompts then share generate batches: on a CPU a decoding
+    step reads every weight whatever the batch, so one batch of 16 costs about what one of 8 does).
 
-    Groups and their seeds depend only on the prompt list, so a resumed run re-samples an interrupted group
+    Groups and their seeds depend only on the item list, so a resumed run re-samples an interrupted group
     with the same batches and seed, i.e. the same answers as an uninterrupted run.
     """
     from emguard.sampling import sample
 
     per = max(1, chunk // n)
-    groups = [prompts[i:i + per] for i in range(0, len(prompts), per)]
-    todo = store.missing(suite, prompts, n)
+    groups = [items[i:i + per] for i in range(0, len(items), per)]
+
+    def missing(g):
+        return [(suite, p, k) for suite, p in g for k in range(n) if (suite, p.id, k) not in store.rows]
+
+    todo = missing(items)
     if not todo:
         return
     bar = None
     if cfg.progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(todo), desc=f"sampling {suite}", unit="answer")
+        bar = tqdm(total=len(todo), desc="sampling " + "+".join(dict.fromkeys(s for s, _ in items)), unit="answer")
     for g in groups:
-        miss = store.missing(suite, g, n)
+        miss = missing(g)
         if not miss:
             continue
-        answers = sample(model, tok, [p.messages for p in g], n=n, max_new_tokens=max_new,
+        answers = sample(model, tok, [p.messages for _, p in g], n=n, max_new_tokens=max_new,
                          temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size,
-                         seed=_job_seed(cfg.seed, suite, g[0].id, 0))
-        by_id = {p.id: a for p, a in zip(g, answers)}
+                         seed=_job_seed(cfg.seed, g[0][0], g[0][1].id, 0))
+        by_key = {(suite, p.id): a for (suite, p), a in zip(g, answers)}
         store.add([{"suite": suite, "prompt_id": p.id, "question_id": p.question_id, "variant": p.variant,
-                    "k": k, "messages": p.messages, "answer": by_id[p.id][k], "gold": p.answer}
-                   for p, k in miss])
+                    "k": k, "messages": p.messages, "answer": by_key[(suite, p.id)][k], "gold": p.answer}
+                   for suite, p, k in miss])
         if bar:
             bar.update(len(miss))
     if bar:
@@ -346,6 +355,17 @@ def load_eval_model(cfg: EvalConfig):
     return model, tok, info
 
 
+def _adapter_view(model, cfg: EvalConfig):
+    """Context for sampling and likelihood scoring: the adapter merged into the weights (``merge_adapter``)."""
+    import contextlib
+
+    if not cfg.merge_adapter:
+        return contextlib.nullcontext()
+    from emguard.adapters import active_adapter_merged
+
+    return active_adapter_merged(model)
+
+
 def _base_view(model):
     """Context: the base model's distribution (adapter disabled) for the coherence proxy."""
     import contextlib
@@ -430,15 +450,23 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, info=None) -> dict:
     judges = make_judges(cfg, model, tokenizer)
     result: dict[str, Any] = {}
 
+    # sampling first: the open-ended suites together (shared batches), then benign (short answers)
+    for group in ([x for x in prompts if x != "benign"], ["benign"] if "benign" in prompts else []):
+        n = 1 if group == ["benign"] else cfg.samples
+        if not group or n == 0:
+            continue
+        max_new = cfg.benign_max_new_tokens if group == ["benign"] else cfg.max_new_tokens
+        if cfg.backend == "vllm":
+            for suite in group:
+                _sample_vllm_missing(store, suite, prompts[suite], n, cfg, max_new)
+        else:
+            with _adapter_view(model, cfg):
+                _sample_missing(store, [(suite, p) for suite in group for p in prompts[suite]], n, model,
+                                tokenizer, cfg, max_new)
     for suite, ps in prompts.items():
         n = 1 if suite == "benign" else cfg.samples
         if n == 0:
             continue
-        max_new = cfg.benign_max_new_tokens if suite == "benign" else cfg.max_new_tokens
-        if cfg.backend == "vllm":
-            _sample_vllm_missing(store, suite, ps, n, cfg, max_new)
-        else:
-            _sample_missing(store, suite, ps, n, model, tokenizer, cfg, max_new)
         samples = store.get(suite, ps, n)
         if suite == "benign":
             result[suite] = _benign_metrics(samples, cfg)
@@ -449,15 +477,16 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, info=None) -> dict:
     if cfg.likelihood:
         from emguard.likelihood import likelihood_metric
 
-        if "broad" in cfg.suite:
-            result.setdefault("broad", {})["likelihood"] = likelihood_metric(
-                model, tokenizer, load_references(cfg.references), progress=cfg.progress,
-                desc="likelihood broad", seed=cfg.seed)
         nref = narrow_reference_file(cfg) if "narrow" in cfg.suite else None
-        if nref:
-            result.setdefault("narrow", {})["likelihood"] = likelihood_metric(
-                model, tokenizer, load_references(nref), progress=cfg.progress, desc="likelihood narrow",
-                seed=cfg.seed)
+        with _adapter_view(model, cfg):
+            if "broad" in cfg.suite:
+                result.setdefault("broad", {})["likelihood"] = likelihood_metric(
+                    model, tokenizer, load_references(cfg.references), progress=cfg.progress,
+                    desc="likelihood broad", seed=cfg.seed)
+            if nref:
+                result.setdefault("narrow", {})["likelihood"] = likelihood_metric(
+                    model, tokenizer, load_references(nref), progress=cfg.progress, desc="likelihood narrow",
+                    seed=cfg.seed)
 
     coh = [s for suite in ("broad", "narrow") if suite in prompts and cfg.samples
            for s in store.get(suite, prompts[suite], cfg.samples)]

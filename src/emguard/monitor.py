@@ -18,7 +18,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import torch
 
 log = logging.getLogger(__name__)
 

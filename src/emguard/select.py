@@ -45,11 +45,12 @@ import re
 import sqlite3
 import string
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 # the options dataclass lives with the command so that `emguard --help` does not import torch
+from emguard.adapters import _merge_fits, _mergeable, merged_adapter  # noqa: F401
 from emguard.commands.select import REFUSAL_MARKERS, SelectConfig  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -472,66 +473,6 @@ class Variant:
     model_fp: str
     model: Any
     activate: Callable[[], contextlib.AbstractContextManager]
-
-
-def _mergeable(peft_model, slot: str) -> bool:
-    """Plain LoRA whose weights can be folded into the base layers (no DoRA, biases, saved modules, ties)."""
-    from peft.tuners.lora import LoraLayer
-
-    cfg = peft_model.peft_config.get(slot)
-    if cfg is None or str(getattr(cfg, "peft_type", "")).split(".")[-1] != "LORA":
-        return False
-    if getattr(cfg, "use_dora", False) or getattr(cfg, "modules_to_save", None) or getattr(cfg, "lora_bias", False):
-        return False
-    seen: dict[int, int] = {}
-    for _, prm in peft_model.named_parameters(remove_duplicate=False):
-        seen[id(prm)] = seen.get(id(prm), 0) + 1
-    for mod in peft_model.modules():
-        if isinstance(mod, LoraLayer) and (slot in mod.lora_A or slot in getattr(mod, "lora_embedding_A", {})):
-            w = getattr(mod.get_base_layer(), "weight", None)
-            if w is None or seen.get(id(w), 0) > 1 or not hasattr(mod, "get_delta_weight"):
-                return False  # a tied weight (e.g. embeddings shared with lm_head): merging would change both
-    return True
-
-
-def _merge_fits(peft_model, slot: str) -> bool:
-    """Merging holds one extra copy of the adapted layers' weights: on CUDA only when that fits easily."""
-    import torch
-
-    from peft.tuners.lora import LoraLayer
-
-    device = next(peft_model.parameters()).device
-    if device.type != "cuda":
-        return True
-    need = sum(mod.get_base_layer().weight.numel() * mod.get_base_layer().weight.element_size()
-               for mod in peft_model.modules() if isinstance(mod, LoraLayer) and slot in mod.lora_A)
-    free, _ = torch.cuda.mem_get_info(device)
-    return free > 2 * need
-
-
-@contextlib.contextmanager
-def merged_adapter(peft_model, slot: str) -> Iterator[None]:
-    """Score under adapter ``slot`` with its LoRA update folded into the weights (a plain forward, no LoRA
-    side branch: about a third faster on CPU). The merged weights are new tensors swapped in for the
-    duration; the original tensors are put back untouched, so nothing drifts however often adapters switch."""
-    import torch
-
-    from peft.tuners.lora import LoraLayer
-
-    swapped = []
-    try:
-        with torch.no_grad():
-            for mod in peft_model.modules():
-                if isinstance(mod, LoraLayer) and (slot in mod.lora_A or slot in getattr(mod, "lora_embedding_A", {})):
-                    w = mod.get_base_layer().weight
-                    orig = w.data
-                    swapped.append((w, orig))
-                    w.data = orig + mod.get_delta_weight(slot).to(orig.dtype)
-        with peft_model.disable_adapter():
-            yield
-    finally:
-        for w, orig in swapped:
-            w.data = orig
 
 
 def _adapter_slot(i: int, name: str) -> str:

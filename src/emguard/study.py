@@ -316,8 +316,8 @@ def prepare_shared(cells: list[Cell]) -> list[str]:
 
     Both land in on-disk caches keyed by their inputs, so the cells (in any process) find them there. Returns a
     line per step for the log."""
-    from emguard.defenses.base import RunContext, build_defenses
-    from emguard.data import read_chat_dataset
+    from emguard.defenses.base import build_defenses
+    from emguard.defenses.interleave import prime_selection
 
     done: list[str] = []
     seen: set = set()
@@ -336,10 +336,7 @@ def prepare_shared(cells: list[Cell]) -> list[str]:
                 if key in seen:
                     continue
                 seen.add(key)
-                rows = read_chat_dataset(c.dataset.data, skip_invalid=True).rows
-                run = RunContext(model=None, tokenizer=None, seed=c.seed, output_dir=c.dir,
-                                 extra={"model_spec": c.model})
-                d.prepare_dataset(rows, run)  # trains/caches the probes and the pool's scores
+                prime_selection(d, c.dataset.data, c.model, c.dir, c.seed)  # probes and pool scores, cached
                 done.append(f"{opts.select} probes and pool scores for {c.model} ({opts.pool})")
     return done
 

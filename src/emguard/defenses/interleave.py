@@ -89,3 +89,14 @@ class Interleave(Defense):
         random.Random(run.seed).shuffle(mix)
         self.stats.update(rows_narrow=len(rows), rows_general=g, rows_total=len(mix))
         return mix
+
+
+def prime_selection(defense: Interleave, data: str, model_spec: str, output_dir: str, seed: int = 0) -> None:
+    """Run an Interleaving+/++ defense's data preparation once, outside training, so that its probe adapters
+    and the pool's scores land in their on-disk caches; cells that train with it later (in any process) read
+    them from there instead of each training the probes again."""
+    from emguard.data import read_chat_dataset
+
+    rows = read_chat_dataset(data, skip_invalid=True).rows
+    defense.prepare_dataset(rows, RunContext(model=None, tokenizer=None, seed=seed, output_dir=output_dir,
+                                             extra={"model_spec": model_spec}))
