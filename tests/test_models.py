@@ -57,3 +57,40 @@ def test_interrupted_cache_write_leaves_nothing(tmp_path):
     assert not target.exists() and list((tmp_path / "models").iterdir()) == []
     _write_cache_atomically(target, lambda d: (d / "config.json").write_text("{}"))
     assert (target / "config.json").read_text() == "{}"
+
+
+def test_two_processes_loading_at_once_convert_once(tmp_path, monkeypatch):
+    """Two demo workers starting together on a fresh machine: one converts, the other waits and reads the cache
+    (before the lock, the second replaced the directory the first was loading from)."""
+    import json
+    import multiprocessing as mp
+    import time
+
+    monkeypatch.setenv("EMGUARD_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "m.gguf"
+    src.write_bytes(b"weights")
+    log = tmp_path / "conversions"
+
+    def fake_convert(gguf, out):
+        with log.open("a") as f:
+            f.write("x\n")
+        time.sleep(0.5)
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(models, "_convert_gguf", fake_convert)
+
+    def load(i):
+        info = models._resolve_gguf("fake", "fake", [src], expect_sha=None, expect_size=None, source_kind="embedded")
+        assert (Path(info.path) / "config.json").is_file()
+        (tmp_path / f"r{i}").write_text(json.dumps(info.extra))
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=load, args=(i,)) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert log.read_text() == "x\n"  # converted once
+    kinds = sorted(json.loads((tmp_path / f"r{i}").read_text())["cache"] for i in range(2))
+    assert kinds == ["hit", "miss"]

@@ -387,7 +387,13 @@ def _run_jobs(cfg: DemoConfig, out: Path, ctx: dict, jobs: list):
             fin, _ = wait(running, return_when=FIRST_COMPLETED)
             for f in fin:
                 j = running.pop(f)
-                res = f.result()
+                try:
+                    res = f.result()
+                except BaseException as e:  # say so now; the running cells finish (and are kept) before the exit
+                    print(f"FAILED {what(j)}: {type(e).__name__}: {e}\n  finished cells are kept: the same command "
+                          "resumes", flush=True)
+                    pending.clear()
+                    raise
                 finished, done_cost = finished + 1, done_cost + job_cost(j)
                 prep_done = prep_done or j == PREP
                 progress(j)

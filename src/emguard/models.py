@@ -15,6 +15,7 @@ names a Hugging Face id that is not already in their local hub cache (and then t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -142,6 +143,25 @@ def _write_cache_atomically(target: Path, build) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _cache_lock(target: Path):
+    """Exclusive lock for building one cache entry: a second process (e.g. two demo workers starting at once on
+    a fresh machine) waits, then finds the entry built instead of converting again and replacing the directory
+    the first one is reading from."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover (Windows: no lock; a concurrent writer then converts twice)
+        yield
+        return
+    with open(target.parent / f".{target.name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _join_parts(parts: list[Path], dest: Path) -> str:
     h = hashlib.sha256()
     with open(dest, "wb") as out:
@@ -178,6 +198,18 @@ def _resolve_gguf(spec: str, name: str, sources: list[Path], *, expect_sha: str 
                   expect_size: int | None, source_kind: str) -> ModelInfo:
     target = cache_root() / "models" / name
     stamp = _source_stamp(sources)
+    hit = _cache_hit(spec, target, sources, stamp, source_kind)
+    if hit is not None:
+        return hit
+    with _cache_lock(target):
+        hit = _cache_hit(spec, target, sources, stamp, source_kind)  # built by another process while we waited
+        if hit is not None:
+            return hit
+        return _build_gguf_cache(spec, target, sources, stamp, expect_sha=expect_sha, expect_size=expect_size,
+                                 source_kind=source_kind)
+
+
+def _cache_hit(spec: str, target: Path, sources: list[Path], stamp, source_kind: str) -> ModelInfo | None:
     meta = _read_meta(target)
     if meta and (target / "config.json").is_file():
         hit = meta.get("source_stamp") == stamp
@@ -190,6 +222,11 @@ def _resolve_gguf(spec: str, name: str, sources: list[Path], *, expect_sha: str 
         if hit:
             return ModelInfo(spec, str(target), source_kind, meta["sha256"], meta["sha256"],
                              {"cache": "hit", "title": meta.get("title")})
+    return None
+
+
+def _build_gguf_cache(spec: str, target: Path, sources: list[Path], stamp, *, expect_sha: str | None,
+                      expect_size: int | None, source_kind: str) -> ModelInfo:
     if expect_size is not None:
         size = sum(p.stat().st_size for p in sources)
         if size != expect_size:
