@@ -140,6 +140,12 @@ def test_demo_scheduler_runs_the_longest_ready_job_first_and_pp_cells_after_prep
     assert order[0] == "prep" and order[-1] == ("opswap", "base", 0)
     costs = [D.job_cost((*o, o[1] == "base")) for o in order[1:] if o[1] != "interleave_pp"]
     assert costs == sorted(costs, reverse=True)
+    # a cell trained before an interruption only needs its evaluation: it is scheduled by that cost
+    (tmp_path / "domain" / "kl" / "seed0").mkdir(parents=True)
+    (tmp_path / "domain" / "kl" / "seed0" / "run.json").write_text("{}")
+    order.clear()
+    dict(D._run_jobs(cfg, tmp_path, {}, jobs))
+    assert order.index(("domain", "kl", 0)) > order.index(("opswap", "no_defense", 0))
     # finished cells are read back, not rerun, and no preparation is needed when every pp cell is done
     for t, c, s, _ in jobs:
         (tmp_path / t / c / f"seed{s}" / "eval").mkdir(parents=True)

@@ -310,15 +310,19 @@ def _init_worker(threads: int) -> None:
 PREP = ("prep", "interleave_pp", 0, False)  # the pseudo-job that prepares Interleaving++ (probes, pool scores)
 
 
-def job_cost(job) -> float:
-    """Rough single-thread seconds of a job on the embedded default (demo of 2026-11-27, 2 cores): the
-    scheduler starts the longest ready job first, so the last minutes are not one long cell on one core."""
+def job_cost(job, trained: bool = False) -> float:
+    """Rough single-thread seconds of a job on the embedded default (the 24-minute demo of 2026-11-27, two cells
+    side by side on 2 cores), without the training part when the cell is already trained. The scheduler starts
+    the longest ready job first, so the last minutes are not one long cell on one core; the ETA weighs by it."""
     task, cell, _, base = job
     if task == "prep":
-        return 330.0
+        return 300.0
     if task == "domain":
-        return 110.0 if base else 280.0 + {"interleave": 80, "interleave_pp": 80, "kl": 50, "ldifs": 30}.get(cell, 0)
-    return 20.0 if base else 160.0 + {"interleave": 90, "interleave_pp": 90, "kl": 45, "ldifs": 40}.get(cell, 0)
+        train = 0.0 if base or trained else 105.0 + {"interleave": 30, "interleave_pp": 20, "kl": 50,
+                                                     "ldifs": 30}.get(cell, 0)
+        return train + 65.0
+    train = 0.0 if base or trained else 98.0 + {"interleave": 65, "interleave_pp": 62, "kl": 31, "ldifs": 35}.get(cell, 0)
+    return train + 11.0
 
 
 def _run_job(cfg: DemoConfig, out: Path, ctx: dict, job) -> dict | None:
@@ -341,9 +345,12 @@ def _run_jobs(cfg: DemoConfig, out: Path, ctx: dict, jobs: list):
         return
     if _needs_pp_prep(out, todo):
         todo.append(PREP)
-    total = sum(job_cost(j) for j in todo)
+    from emguard.train import RUN_JSON
+
+    costs = {j: job_cost(j, trained=(out / j[0] / j[1] / f"seed{j[2]}" / RUN_JSON).is_file()) for j in todo}
+    total = sum(costs.values())
     t0, n, done_cost, finished = time.time(), len(todo), 0.0, 0
-    pending = sorted(todo, key=lambda j: (j == PREP, job_cost(j)), reverse=True)  # prep unblocks the pp cells
+    pending = sorted(todo, key=lambda j: (j == PREP, costs[j]), reverse=True)  # prep unblocks the pp cells
     prep_done = PREP not in todo
 
     def next_job():
@@ -366,7 +373,7 @@ def _run_jobs(cfg: DemoConfig, out: Path, ctx: dict, jobs: list):
         while (j := next_job()) is not None:
             print(f"  start {what(j)}", flush=True)
             res = _run_job(cfg, out, ctx, j)
-            finished, done_cost = finished + 1, done_cost + job_cost(j)
+            finished, done_cost = finished + 1, done_cost + costs[j]
             prep_done = prep_done or j == PREP
             progress(j)
             if j != PREP:
@@ -394,7 +401,7 @@ def _run_jobs(cfg: DemoConfig, out: Path, ctx: dict, jobs: list):
                           "resumes", flush=True)
                     pending.clear()
                     raise
-                finished, done_cost = finished + 1, done_cost + job_cost(j)
+                finished, done_cost = finished + 1, done_cost + costs[j]
                 prep_done = prep_done or j == PREP
                 progress(j)
                 if j != PREP:
