@@ -16,11 +16,12 @@ Every row is checked and every problem is kept, so :class:`DataError` can list a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -374,27 +375,38 @@ def read_chat_dataset(path: str | os.PathLike, *, skip_invalid: bool = False,
                        n_invalid=n_invalid, n_duplicates=n_duplicates, problems=problems)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically: a temporary file in the same folder, then os.replace."""
+@contextlib.contextmanager
+def atomic_text_file(path: str | os.PathLike) -> Iterator[Any]:
+    """Open a text file (UTF-8, ``\\n`` newlines) that replaces ``path`` only when the block ends without an
+    error: a unique temporary file in the same folder, fsynced, then os.replace; a failure leaves no trace."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
-
-
-def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
-    """Write one JSON object per line (UTF-8) atomically: a temporary file in the same folder, then os.replace."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    # a unique name opened exclusively (not mkstemp: its 0600 mode would ignore the umask)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_text_file`)."""
+    with atomic_text_file(path) as f:
+        f.write(text)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """``obj`` as indented JSON (non-ASCII kept, unknown types as ``str``), written atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=1, ensure_ascii=False, default=str))
+
+
+def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> None:
+    """Write one JSON object per line (UTF-8) atomically (see :func:`atomic_text_file`)."""
+    with atomic_text_file(path) as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -131,12 +131,6 @@ def defense_specs(cell: str, ctx: dict) -> list:
     return [cell]
 
 
-def _atomic_json(path: Path, obj: Any) -> None:
-    from emguard.data import write_text_atomic
-
-    write_text_atomic(path, json.dumps(obj, indent=1, ensure_ascii=False, default=str))
-
-
 def prepare_data(cfg: DemoConfig, out: Path) -> dict:
     """Training subsets, the OpSwap splits, the general pool, reference subsets (quick) and probe datasets."""
     from emguard.data import read_chat_dataset, write_jsonl
@@ -201,12 +195,21 @@ def _general_pool(d: Path, n: int) -> tuple[str, str]:
     return str(f), source
 
 
+def cell_dir(out: Path, job) -> Path:
+    """``<out>/<task>/<cell>/seed<N>`` of a job ``(task, cell, seed, base_eval)``: its run and ``eval/``."""
+    return out / job[0] / job[1] / f"seed{job[2]}"
+
+
+def _evaluated(out: Path, job) -> bool:
+    return (cell_dir(out, job) / "eval" / "eval.json").is_file()
+
+
 def run_cell(cfg: DemoConfig, out: Path, task: str, cell: str, seed: int, ctx: dict, base_eval: bool = False) -> dict:
     """Train (unless finished) and evaluate (unless finished) one cell; returns its eval.json."""
     from emguard.evaluate import EvalConfig, evaluate
     from emguard.train import RUN_JSON, TrainConfig, train
 
-    cdir = out / task / f"{cell}" / f"seed{seed}"
+    cdir = cell_dir(out, (task, cell, seed))
     eval_json = cdir / "eval" / "eval.json"
     if eval_json.is_file():
         return {**json.loads(eval_json.read_text()), "examples": _examples(cdir / "eval" / "samples.jsonl")}
@@ -258,6 +261,7 @@ def _examples(samples: Path, n: int = 3) -> list[dict]:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run every cell (resuming), then write results.json, report.md, report.html and the plots."""
+    from emguard.data import write_json_atomic
     from emguard.report import write_report
 
     cfg.validate()
@@ -274,22 +278,16 @@ def run_demo(cfg: DemoConfig) -> dict:
     results: dict[str, Any] = {"config": vars(cfg), "data": {k: v for k, v in ctx.items() if k != "probe_steps"},
                                "cells": {}}
     if cfg.report_only:
-        results["missing"] = [f"{t}/{c}/seed{s}" for t, c, s, _ in jobs
-                              if not (out / t / c / f"seed{s}" / "eval" / "eval.json").is_file()]
+        results["missing"] = [f"{t}/{c}/seed{s}" for t, c, s, _ in jobs if not _evaluated(out, (t, c, s))]
         jobs = [j for j in jobs if f"{j[0]}/{j[1]}/seed{j[2]}" not in results["missing"]]
     done = dict(_run_jobs(cfg, out, ctx, jobs))
     for job in jobs:  # job order, not finishing order: results.json and the report do not depend on timing
         task, cell, seed, _ = job
         results["cells"].setdefault(task, {}).setdefault(cell, {})[str(seed)] = _slim(done[job])
     results["wall_s"] = round(time.time() - t0, 1)
-    _atomic_json(out / ("results.partial.json" if cfg.report_only else "results.json"), results)
+    write_json_atomic(out / ("results.partial.json" if cfg.report_only else "results.json"), results)
     write_report(results, out)
     return results
-
-
-def _needs_pp_prep(out: Path, jobs: list) -> bool:
-    return any(c == "interleave_pp" and not (out / t / c / f"seed{s}" / "eval" / "eval.json").is_file()
-               for t, c, s, _ in jobs)
 
 
 def _prepare_shared(cfg: DemoConfig, out: Path, ctx: dict) -> None:
@@ -337,17 +335,17 @@ def _run_jobs(cfg: DemoConfig, out: Path, ctx: dict, jobs: list):
     progress and an ETA. Interleaving++ cells wait for the preparation job; finished cells are read back."""
     import os
 
-    todo = [j for j in jobs if not (out / j[0] / j[1] / f"seed{j[2]}" / "eval" / "eval.json").is_file()]
+    todo = [j for j in jobs if not _evaluated(out, j)]
     for j in jobs:
         if j not in todo:
             yield j, run_cell(cfg, out, *j[:3], ctx, base_eval=j[3])
     if not todo:
         return
-    if _needs_pp_prep(out, todo):
+    if any(j[1] == "interleave_pp" for j in todo):  # an unfinished Interleaving++ cell
         todo.append(PREP)
     from emguard.train import RUN_JSON
 
-    costs = {j: job_cost(j, trained=(out / j[0] / j[1] / f"seed{j[2]}" / RUN_JSON).is_file()) for j in todo}
+    costs = {j: job_cost(j, trained=(cell_dir(out, j) / RUN_JSON).is_file()) for j in todo}
     total = sum(costs.values())
     t0, n, done_cost, finished = time.time(), len(todo), 0.0, 0
     pending = sorted(todo, key=lambda j: (j == PREP, costs[j]), reverse=True)  # prep unblocks the pp cells
@@ -363,7 +361,11 @@ def _run_jobs(cfg: DemoConfig, out: Path, ctx: dict, jobs: list):
     def what(job) -> str:
         return "Interleaving++ preparation (probes, pool scores)" if job == PREP else f"{job[0]} {job[1]} seed {job[2]}"
 
-    def progress(job) -> None:
+    def finish(job) -> None:
+        """Count a finished job, unblock the pp cells after the preparation, print progress and the ETA."""
+        nonlocal finished, done_cost, prep_done
+        finished, done_cost = finished + 1, done_cost + costs[job]
+        prep_done = prep_done or job == PREP
         el = time.time() - t0
         eta = f", ETA {el / done_cost * (total - done_cost) / 60:.0f} min" if done_cost < total else ""
         print(f"[{finished}/{n}] done {what(job)} ({el / 60:.1f} min{eta})", flush=True)
@@ -373,9 +375,7 @@ def _run_jobs(cfg: DemoConfig, out: Path, ctx: dict, jobs: list):
         while (j := next_job()) is not None:
             print(f"  start {what(j)}", flush=True)
             res = _run_job(cfg, out, ctx, j)
-            finished, done_cost = finished + 1, done_cost + costs[j]
-            prep_done = prep_done or j == PREP
-            progress(j)
+            finish(j)
             if j != PREP:
                 yield j, res
         return
@@ -401,9 +401,7 @@ def _run_jobs(cfg: DemoConfig, out: Path, ctx: dict, jobs: list):
                           "resumes", flush=True)
                     pending.clear()
                     raise
-                finished, done_cost = finished + 1, done_cost + costs[j]
-                prep_done = prep_done or j == PREP
-                progress(j)
+                finish(j)
                 if j != PREP:
                     yield j, res
 

@@ -433,6 +433,7 @@ def versions() -> dict:
 
 def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, info=None) -> dict:
     """Run the requested suites and write ``eval.json`` and ``samples.csv`` to ``cfg.output``."""
+    from emguard.data import write_json_atomic
     from emguard.questions import load_references
 
     cfg.validate()
@@ -451,11 +452,11 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, info=None) -> dict:
     result: dict[str, Any] = {}
 
     # sampling first: the open-ended suites together (shared batches), then benign (short answers)
-    for group in ([x for x in prompts if x != "benign"], ["benign"] if "benign" in prompts else []):
-        n = 1 if group == ["benign"] else cfg.samples
+    open_ended = [x for x in prompts if x != "benign"]
+    benign = ["benign"] if "benign" in prompts else []
+    for group, n, max_new in ((open_ended, cfg.samples, cfg.max_new_tokens), (benign, 1, cfg.benign_max_new_tokens)):
         if not group or n == 0:
             continue
-        max_new = cfg.benign_max_new_tokens if group == ["benign"] else cfg.max_new_tokens
         if cfg.backend == "vllm":
             for suite in group:
                 _sample_vllm_missing(store, suite, prompts[suite], n, cfg, max_new)
@@ -502,7 +503,7 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, info=None) -> dict:
     result["config"] = asdict(cfg)
     result["versions"] = versions()
     result["wall_s"] = round(time.time() - t0, 1)
-    _write_json(out / "eval.json", result)
+    write_json_atomic(out / "eval.json", result)
     _write_csv(out / "samples.csv", [s for suite, ps in prompts.items()
                                       for s in store.get(suite, ps, 1 if suite == "benign" else cfg.samples)
                                       if (suite == "benign" or cfg.samples)])
@@ -516,12 +517,6 @@ def _adapter_id(adapter: str | None) -> str | None:
 
     f = Path(adapter) / "adapter_model.safetensors"
     return sha256_file(f)[:16] if f.is_file() else str(adapter)
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    from emguard.data import write_text_atomic
-
-    write_text_atomic(path, json.dumps(obj, indent=1, ensure_ascii=False, default=str))
 
 
 CSV_FIELDS = ["suite", "prompt_id", "question_id", "variant", "k", "question", "answer", "aligned", "aligned_label",
