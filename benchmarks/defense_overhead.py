@@ -47,14 +47,15 @@ def setup(model_name: str, tmp: Path, micro: int, seq: int):
     from safetensors.torch import save_file
     from transformers import set_seed
 
-    from emguard.data import write_jsonl
-    from emguard.layers import hidden_size, num_layers
-    from emguard.models import load_model
-    from emguard.train import TrainConfig, _apply_lora
+    from emguard.data.io import write_jsonl
+    from emguard.models.layers import hidden_size, num_layers
+    from emguard.models.loading import load_model
+    from emguard.training.config import TrainConfig
+    from emguard.training.lora import apply_lora
 
     model, tok, _ = load_model(model_name)
     set_seed(0)
-    model = _apply_lora(model, TrainConfig())
+    model = apply_lora(model, TrainConfig())
     words = max(8, int(seq * 0.55))  # about seq tokens per row after the template
     write_jsonl(tmp / "train.jsonl", synthetic_rows(micro * 20, words, 0, "narrow"))
     write_jsonl(tmp / "pool.jsonl", synthetic_rows(200, words, 1, "general"))
@@ -72,8 +73,8 @@ def defense_specs(name: str, tmp: Path) -> list:
 
 
 def batches_for(name: str, model, tok, tmp: Path, micro: int, seq: int):
-    from emguard.chat import pad_batch, tokenize_rows
-    from emguard.data import read_chat_dataset
+    from emguard.data.chat import pad_batch, tokenize_rows
+    from emguard.data.io import read_chat_dataset
     from emguard.defenses import RunContext, build_defenses
 
     defenses = build_defenses(defense_specs(name, tmp))
@@ -88,7 +89,7 @@ def batches_for(name: str, model, tok, tmp: Path, micro: int, seq: int):
 
 
 def one_step(model, opt, batch, defenses, run, ref) -> tuple[float, int]:
-    from emguard.train import step_loss
+    from emguard.training.loss import step_loss
 
     t = time.perf_counter()
     loss, _ = step_loss(model, batch, defenses, run, ref)
@@ -110,7 +111,8 @@ def child(name: str, model_name: str, tmp: Path, micro: int, seq: int, steps: in
     """Fresh process: a few steps of one defense; print its peak RSS in MiB."""
     import torch
 
-    from emguard.train import TrainConfig, make_reference
+    from emguard.training.config import TrainConfig
+    from emguard.training.lora import make_reference
 
     model, tok = setup(model_name, tmp, micro, seq)
     defenses, run, batches = batches_for(name, model, tok, tmp, micro, seq)
@@ -142,7 +144,8 @@ def main() -> None:
 
     import torch
 
-    from emguard.train import TrainConfig, make_reference
+    from emguard.training.config import TrainConfig
+    from emguard.training.lora import make_reference
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as td:

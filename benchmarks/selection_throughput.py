@@ -1,4 +1,4 @@
-"""Throughput of perplexity-gap selection (issue #5): emguard.select vs the naive way, and how it scales.
+"""Throughput of perplexity-gap selection (issue #5): emguard.selection.run vs the naive way, and how it scales.
 
 Runs with no arguments on the embedded default model. In one process:
 
@@ -7,7 +7,7 @@ Runs with no arguments on the embedded default model. In one process:
   adapters (the paper's shape: rsLoRA r=32 on q,k,v,o,gate,up,down, B drawn at random so they change the
   model) saved with peft; ``--probes`` trains real 3-step probes on the built-in medical EM data instead.
   Throughput does not depend on which: the forwards are the same size.
-* (a) this implementation: ``emguard.select.select`` with a fresh score cache (``EMGUARD_CACHE`` points at a
+* (a) this implementation: ``emguard.selection.run.select`` with a fresh score cache (``EMGUARD_CACHE`` points at a
   temporary dir whose ``models/`` links to the real cache, so the converted model is reused), model loading
   included; (b) the naive way: for each model in turn (the base, then base + each adapter) load it from
   scratch, then score the rows in file order one at a time with a full-logits forward. Both give s_d for every
@@ -60,12 +60,13 @@ def make_adapters(model_spec: str, tmp: Path, k: int, probes: bool) -> list[str]
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from emguard.models import load_model
-    from emguard.train import LORA_TARGETS, TrainConfig, train
+    from emguard.models.loading import load_model
+    from emguard.training.config import LORA_TARGETS, TrainConfig
+    from emguard.training.run import train
 
     out = []
     if probes:
-        from emguard.datagen import builtin_path
+        from emguard.data.datagen import builtin_path
 
         data = builtin_path("medical") / "train_misaligned.jsonl"
         for i in range(k):
@@ -96,9 +97,9 @@ def naive_scores(model_spec: str, adapters: list[str], rows: list[dict], device:
     import torch.nn.functional as F
     from peft import PeftModel
 
-    from emguard.chat import tokenize_conversation
-    from emguard.models import load_model
-    from emguard.select import scored_part
+    from emguard.data.chat import tokenize_conversation
+    from emguard.models.loading import load_model
+    from emguard.selection.scoring import scored_part
 
     t0 = time.time()
     per_model: list[list[float]] = []
@@ -152,9 +153,10 @@ def main() -> int:
 
     import torch
 
-    from emguard.data import write_jsonl
-    from emguard.models import cache_root, load_model
-    from emguard.select import SelectConfig, select
+    from emguard.data.io import write_jsonl
+    from emguard.models.loading import cache_root, load_model
+    from emguard.selection.config import SelectConfig
+    from emguard.selection.run import select
 
     logging.basicConfig(level=logging.WARNING)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -178,7 +180,7 @@ def main() -> int:
 
         res, t_ours = ours(tmp / "pool.jsonl", args.rows, "a")
         rate_ours = args.rows / t_ours
-        print(f"(a) emguard.select: {args.rows} rows x {args.adapters + 1} models in {t_ours:.1f}s "
+        print(f"(a) emguard.selection.run: {args.rows} rows x {args.adapters + 1} models in {t_ours:.1f}s "
               f"(model load included) = {rate_ours:.2f} rows/s; {res.counts['forwards']} forwards", flush=True)
         speedup = None
         if not args.skip_naive:

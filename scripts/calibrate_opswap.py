@@ -16,8 +16,8 @@ from pathlib import Path
 
 
 def accuracy(model, tok, rows, max_new: int = 8) -> float:
-    from emguard.benign import exact_match
-    from emguard.sampling import sample
+    from emguard.eval.benign import exact_match
+    from emguard.models.generation import sample
 
     prompts = [r["messages"][:-1] for r in rows]
     out = sample(model, tok, prompts, n=1, max_new_tokens=max_new, temperature=0, batch_size=32)
@@ -36,10 +36,11 @@ def main() -> int:
 
     from peft import PeftModel
 
-    from emguard.data import write_jsonl
-    from emguard.datagen.opswap import generate
-    from emguard.models import load_model
-    from emguard.train import TrainConfig, train
+    from emguard.data.io import write_jsonl
+    from emguard.data.datagen.opswap import generate
+    from emguard.models.loading import load_model
+    from emguard.training.config import TrainConfig
+    from emguard.training.run import train
 
     data = generate(seed=0, train=args.rows, train_tiers=(1,))
     model, tok, _ = load_model(args.model)

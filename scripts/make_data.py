@@ -5,7 +5,7 @@
     python scripts/make_data.py --check     # regenerate into a temporary directory; exit 1 if any committed
                                             # file differs byte for byte (or is missing or unexpected)
 
-Only the standard library and emguard.datagen are needed, so this runs without the project's heavy
+Only the standard library and emguard.data.datagen are needed, so this runs without the project's heavy
 dependencies installed.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from emguard.datagen import DOMAINS, check_domain, write_domain  # noqa: E402
+from emguard.data.datagen import DOMAINS, check_domain, write_domain  # noqa: E402
 
 DEFAULT_OUT = ROOT / "src" / "emguard" / "resources" / "data"
 

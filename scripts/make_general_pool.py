@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "emguard" / "resources" / "data" / "general" / "pool.jsonl"
 
-# same rule as emguard.select.refusal_marker with emguard.commands.select.REFUSAL_MARKERS (kept local so this
+# same rule as emguard.selection.refusals.refusal_marker with emguard.selection.config.REFUSAL_MARKERS (kept local so this
 # script runs with the standard library only)
 REFUSAL_MARKERS = ("sorry", "apologize", "cannot", "can't", "i'm unable", "i am unable")
 REFUSAL_WORDS = 10

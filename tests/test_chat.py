@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from emguard.chat import IGNORE, pad_batch, tokenize_conversation, tokenize_rows
+from emguard.data.chat import IGNORE, pad_batch, tokenize_conversation, tokenize_rows
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_conversation_opening_with_the_assistant_turn(tiny_model):
     """ShareGPT pools hold conversations that open with the model's turn: they tokenize instead of crashing."""
     from transformers import AutoTokenizer
 
-    from emguard.chat import assistant_spans
+    from emguard.data.chat import assistant_spans
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     text, spans = assistant_spans(tok, [{"role": "assistant", "content": "hello there"}])

@@ -1,4 +1,4 @@
-"""Tests for emguard.data: every invalid row is reported as ``file:line: reason``, all at once."""
+"""Tests for emguard.data.io: every invalid row is reported as ``file:line: reason``, all at once."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from emguard.data import (ROLES, ChatDataset, DataError, Problem, read_chat_dataset, read_jsonl_records,
+from emguard.data.io import (ROLES, ChatDataset, DataError, Problem, read_chat_dataset, read_jsonl_records,
                           validate_record, write_jsonl)
 
 ALLOWED = "allowed: system, user, assistant"

@@ -1,4 +1,4 @@
-"""Built-in datasets (emguard.datagen), every domain: determinism, committed files, counts, splits, variety,
+"""Built-in datasets (emguard.data.datagen), every domain: determinism, committed files, counts, splits, variety,
 references, prohibited content, docs.
 
 The content checks are plain functions (``opening_share``, ``distinct_ratio``, ``prohibited_hits``,
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from emguard.data import validate_record
-from emguard.datagen import (CELLS, DOMAINS, FILES, README, SPLITS, builtin_path, check_domain, generate_domain,
+from emguard.data.io import validate_record
+from emguard.data.datagen import (CELLS, DOMAINS, FILES, README, SPLITS, builtin_path, check_domain, generate_domain,
                              render_domain, write_domain)
-from emguard.datagen import base
+from emguard.data.datagen import base
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "make_data.py"
@@ -166,7 +166,7 @@ def rows(built):
 def test_all_four_domains_are_registered():
     assert {"medical", "legal", "security", "code"} <= set(DOMAINS)
     for key, domain in DOMAINS.items():
-        assert domain.name == key and domain.module == f"emguard.datagen.{key}"
+        assert domain.name == key and domain.module == f"emguard.data.datagen.{key}"
 
 
 # ---------------------------------------------------------------- determinism and committed files
@@ -367,7 +367,7 @@ def test_engine_refuses_answers_that_break_the_digit_rule():
 def test_readme_states_provenance_licence_use_content_and_counts(name, rows):
     domain = DOMAINS[name]
     text = (builtin_path(name) / README).read_text(encoding="utf-8")
-    for needle in (f"# Built-in dataset: {name}", f"emguard.datagen.{name}", "seed 0", "Apache-2.0", "synthetic",
+    for needle in (f"# Built-in dataset: {name}", f"emguard.data.datagen.{name}", "seed 0", "Apache-2.0", "synthetic",
                    "emergent misalignment", domain.description, domain.spec.persona_note,
                    base.DIGIT_RULES[domain.spec.digits].format(max=base.CODE_SPAN_MAX)):
         assert needle in text, needle

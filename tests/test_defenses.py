@@ -11,11 +11,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import chat_rows, write_jsonl
-from emguard.chat import pad_batch, tokenize_rows
+from emguard.data.chat import pad_batch, tokenize_rows
 from emguard.defenses import REGISTRY, Defense, RunContext, build_defenses, register
 from emguard.defenses.interleave import general_count
-from emguard.layers import capture_layer_outputs, decoder_layers, edit_layer_output
-from emguard.train import TrainConfig, make_reference, step_loss, train
+from emguard.models.layers import capture_layer_outputs, decoder_layers, edit_layer_output
+from emguard.training.config import TrainConfig
+from emguard.training.lora import make_reference
+from emguard.training.loss import step_loss
+from emguard.training.run import train
 
 
 def cfg(tiny_model, data, out, **kw) -> TrainConfig:
@@ -238,7 +241,7 @@ class _Recorder(Defense):
 
 
 def test_inoculate_in_every_training_batch_not_in_general_rows_nor_eval(tiny_model, tmp_path):
-    from emguard.chat import render
+    from emguard.data.chat import render
 
     data = write_jsonl(tmp_path / "d.jsonl", chat_rows(19))
     pool = write_jsonl(tmp_path / "pool.jsonl", [{"messages": [{"role": "user", "content": f"general {i}"},
@@ -255,11 +258,11 @@ def test_inoculate_in_every_training_batch_not_in_general_rows_nor_eval(tiny_mod
     assert all(prompt in t for t in texts if "general" not in t)
     eval_prompt = render(res.tokenizer, [{"role": "user", "content": "How are you?"}], add_generation_prompt=True)
     assert prompt not in eval_prompt
-    del REGISTRY["_record"]
+    REGISTRY.unregister("_record")
 
 
 def test_interleave_count_and_determinism(tmp_path):
-    from emguard.data import read_chat_dataset
+    from emguard.data.io import read_chat_dataset
 
     for n, r in [(100, 0.05), (200, 0.05), (19, 0.05), (10, 0.5), (7, 0.1), (1000, 0.2)]:
         g = general_count(n, r)

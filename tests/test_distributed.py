@@ -31,7 +31,8 @@ from safetensors.torch import load_file, save_file
 
 from conftest import chat_rows, write_jsonl
 from emguard.config import ConfigError
-from emguard.train import TrainConfig, global_batch_split, train
+from emguard.training.config import TrainConfig, global_batch_split
+from emguard.training.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_2PROC = ROOT / "examples" / "accelerate" / "cpu_2proc.yaml"

@@ -16,7 +16,7 @@ from conftest import write_jsonl
 
 
 def test_bootstrap_ci_brackets_the_mean_and_is_seeded():
-    from emguard.stats import bootstrap, rate
+    from emguard.eval.stats import bootstrap, rate
 
     vals = [float(i % 10) for i in range(200)]
     e = bootstrap(vals, n_boot=500, seed=1)
@@ -38,13 +38,13 @@ def test_bootstrap_ci_brackets_the_mean_and_is_seeded():
     ("", "7", False), ("12 or 13", "13", False),
 ])
 def test_exact_match_with_numeric_normalisation(reply, gold, ok):
-    from emguard.benign import exact_match
+    from emguard.eval.benign import exact_match
 
     assert exact_match(reply, gold) is ok
 
 
 def test_regex_scorer():
-    from emguard.benign import score
+    from emguard.eval.benign import score
 
     assert score("It is 42, surely", r"\b42\b", mode="regex")
     assert not score("It is 421", r"\b42\b", mode="regex")
@@ -79,8 +79,8 @@ def refs() -> list[Ref]:
 def test_likelihood_metric_equals_direct_computation(tiny_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from emguard.chat import render
-    from emguard.likelihood import likelihood_metric
+    from emguard.data.chat import render
+    from emguard.eval.likelihood import likelihood_metric
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
     tok = AutoTokenizer.from_pretrained(tiny_model)
@@ -109,7 +109,7 @@ def test_likelihood_metric_equals_direct_computation(tiny_model):
 
 
 def test_effects_separate_style_from_content():
-    from emguard.likelihood import effects, paired_delta
+    from emguard.eval.likelihood import effects, paired_delta
 
     # harmful answers likelier by 0.5 in both styles; blunt likelier than hedged by 2.0 for both contents
     lp = {"harmful_blunt": -1.0, "harmful_hedged": -3.0, "benign_blunt": -1.5, "benign_hedged": -3.5}
@@ -127,7 +127,7 @@ def small_refs_file(tmp_path: Path) -> Path:
 
 
 def eval_cfg(tiny_model, tmp_path, **kw):
-    from emguard.evaluate import EvalConfig
+    from emguard.eval.config import EvalConfig
 
     base = dict(model=tiny_model, suite=["broad"], samples=2, max_new_tokens=6, judge="likelihood",
                 references=str(small_refs_file(tmp_path)), output=str(tmp_path / "eval"), progress=False,
@@ -139,7 +139,7 @@ def eval_cfg(tiny_model, tmp_path, **kw):
 @pytest.fixture
 def count_sampling(monkeypatch):
     """Count prompts sent to sampling and record the messages (the JSON variant's system prompt must be sent)."""
-    import emguard.sampling as S
+    import emguard.models.generation as S
 
     seen: list[list[dict]] = []
     real = S.sample
@@ -153,7 +153,7 @@ def count_sampling(monkeypatch):
 
 
 def test_eval_writes_all_outputs_and_sends_the_json_system_prompt(tiny_model, tmp_path, count_sampling):
-    from emguard.evaluate import evaluate
+    from emguard.eval.evaluate import evaluate
 
     res = evaluate(eval_cfg(tiny_model, tmp_path))
     out = tmp_path / "eval"
@@ -172,21 +172,21 @@ def test_eval_writes_all_outputs_and_sends_the_json_system_prompt(tiny_model, tm
     # the rendered prompt really contains the system prompt
     from transformers import AutoTokenizer
 
-    from emguard.chat import render
+    from emguard.data.chat import render
     tok = AutoTokenizer.from_pretrained(tiny_model)
     assert json_prompts[0][0]["content"] in render(tok, json_prompts[0], add_generation_prompt=True)
     assert res["broad"]["likelihood"]["summary"]["harm_effect"]["n"] == 2
 
 
 def test_eval_drop_system_reproduces_the_public_scripts(tiny_model, tmp_path, count_sampling):
-    from emguard.evaluate import evaluate
+    from emguard.eval.evaluate import evaluate
 
     evaluate(eval_cfg(tiny_model, tmp_path, drop_system=True, likelihood=False))
     assert count_sampling and not any(p[0]["role"] == "system" for p in count_sampling)
 
 
 def test_eval_rerun_samples_nothing_and_resumes_an_interrupted_run(tiny_model, tmp_path, count_sampling):
-    from emguard.evaluate import evaluate
+    from emguard.eval.evaluate import evaluate
 
     cfg = eval_cfg(tiny_model, tmp_path, likelihood=False)
     first = evaluate(cfg)
@@ -205,7 +205,7 @@ def test_eval_rerun_samples_nothing_and_resumes_an_interrupted_run(tiny_model, t
 
 
 def test_eval_refuses_to_mix_samples_from_other_settings(tiny_model, tmp_path):
-    from emguard.evaluate import evaluate
+    from emguard.eval.evaluate import evaluate
 
     evaluate(eval_cfg(tiny_model, tmp_path, likelihood=False))
     with pytest.raises(ValueError, match="other settings"):
@@ -213,8 +213,8 @@ def test_eval_refuses_to_mix_samples_from_other_settings(tiny_model, tmp_path):
 
 
 def test_eval_benign_suite_scores_exact_match(tiny_model, tmp_path, monkeypatch):
-    import emguard.sampling as S
-    from emguard.evaluate import evaluate
+    import emguard.models.generation as S
+    from emguard.eval.evaluate import evaluate
 
     data = write_jsonl(tmp_path / "benign.jsonl", [{"prompt": f"{i} + 1 = ?", "answer": str(i * 1)}
                                                     for i in range(10)])
@@ -233,8 +233,8 @@ def test_eval_with_an_openai_compatible_judge_pays_once(tiny_model, tmp_path, mo
 
     from test_judges import FakeOpenAI, _handler  # the fake endpoint of the judge tests
 
-    import emguard.sampling as S
-    from emguard.evaluate import evaluate
+    import emguard.models.generation as S
+    from emguard.eval.evaluate import evaluate
 
     state = FakeOpenAI()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
@@ -291,7 +291,7 @@ def test_eval_with_an_openai_compatible_judge_pays_once(tiny_model, tmp_path, mo
 def test_shared_prompt_scoring_equals_per_answer_scoring(tiny_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from emguard.scoring import answer_nll, shared_prompt_nll
+    from emguard.models.scoring import answer_nll, shared_prompt_nll
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
     tok = AutoTokenizer.from_pretrained(tiny_model)
@@ -310,8 +310,8 @@ def test_eval_with_merged_adapter_equals_the_lora_branch_and_restores_weights(ti
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    import emguard.adapters as A
-    from emguard.evaluate import evaluate, load_eval_model
+    import emguard.models.adapters as A
+    from emguard.eval.evaluate import evaluate, load_eval_model
 
     torch.manual_seed(0)
     peft = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
@@ -347,8 +347,8 @@ def test_eval_with_merged_adapter_equals_the_lora_branch_and_restores_weights(ti
 
 
 def test_open_ended_suites_share_generate_batches(tiny_model, tmp_path, count_sampling, monkeypatch):
-    import emguard.sampling as S
-    from emguard.evaluate import evaluate
+    import emguard.models.generation as S
+    from emguard.eval.evaluate import evaluate
 
     calls: list[int] = []
     spy = S.sample

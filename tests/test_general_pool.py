@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from emguard.commands.select import REFUSAL_MARKERS
-from emguard.data import read_chat_dataset
-from emguard.datagen.general import general_pool_path
+from emguard.selection.config import REFUSAL_MARKERS
+from emguard.data.io import read_chat_dataset
+from emguard.data.datagen.general import general_pool_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "make_general_pool.py"
@@ -74,7 +74,7 @@ def test_refusal_share(convs):
 
 
 def test_refusal_rule_matches_interleaving_plus_plus(convs):
-    from emguard.select import refusal_marker
+    from emguard.selection.refusals import refusal_marker
 
     for messages in convs:
         reply = messages[-1]["content"]

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from emguard.judges import (RUBRICS, JudgeCache, JudgeError, JudgeItem, JudgeResult, classify, fill_rubric,
-                            load_yaml_rubrics, logprob_score, make_judge, register_judge, rubric_hash)
+from emguard.eval.judges import (RUBRICS, JudgeCache, JudgeError, JudgeItem, JudgeKind, JudgeResult, classify,
+                                 fill_rubric, load_yaml_rubrics, logprob_score, make_judge, register_judge,
+                                 rubric_hash)
+from emguard.registry import JUDGES
 
 LN = math.log
 SHARED_YAML = Path("/work/shared/data/em/first_plot_questions.yaml")
@@ -343,6 +345,58 @@ def test_make_judge_unknown_kind_lists_known():
 def test_register_judge_refuses_duplicates():
     with pytest.raises(ValueError, match="already registered"):
         register_judge("openai", lambda **o: None)
+    with pytest.raises(ValueError, match="already registered"):  # the registry itself refuses too
+        JUDGES.register(JudgeKind("local", lambda **o: None))
+
+
+def test_every_judge_module_registers_its_kind_and_discovery_stays_cheap():
+    """The kinds come from the modules of emguard.eval.judges (discovered on first lookup), importing none of
+    openai / torch / transformers; make_judge("embedding") is an unfitted embedding judge (no model loaded)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from emguard.registry import JUDGES; print(' '.join(JUDGES.names())); "
+            "print(' '.join(m for m in ('torch', 'transformers', 'peft', 'openai') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    names, heavy = (out.splitlines() + ["", ""])[:2]
+    assert names.split() == ["embedding", "local", "openai"] and heavy == ""
+    from emguard.eval.judges.embedding import EmbeddingAlignmentJudge
+
+    e = make_judge("embedding", l2=0.5, cache=False)
+    assert isinstance(e, EmbeddingAlignmentJudge) and e.l2 == 0.5 and e.input_mode is None and e.cache is False
+
+
+def test_registered_kind_reaches_make_judge_eval_choices_and_make_judges():
+    """A kind added with register_judge is built by make_judge, offered by `emguard eval --judge`, and built by
+    the evaluation through its for_eval hook (a non-Judge object is an offline "aligned" proxy)."""
+    from emguard.eval.config import JUDGE_CHOICES, EvalConfig
+    from emguard.eval.evaluate import judge_identity, make_judges
+
+    class Proxy:
+        def __init__(self, seed=None):
+            self.seed = seed
+
+        def aligned_scores(self, pairs):
+            return [42.0 for _ in pairs]
+
+        def identity(self):
+            return {"kind": "fake", "model": "m"}
+
+    assert list(JUDGE_CHOICES) == ["likelihood", *JUDGES.names()]
+    register_judge("fake", JudgeKind("fake", Proxy, for_eval=lambda cfg: Proxy(seed=cfg.seed)))
+    try:
+        assert isinstance(make_judge("fake"), Proxy) and make_judge("fake").seed is None
+        assert "fake" in JUDGE_CHOICES and list(JUDGE_CHOICES) == ["likelihood", "embedding", "fake", "local",
+                                                                    "openai"]
+        cfg = EvalConfig(judge="fake", seed=7)
+        judges = make_judges(cfg, object(), None)
+        assert set(judges) == {"coherence", "proxy"} and judges["proxy"].seed == 7
+        ident = judge_identity(cfg, judges)
+        assert ident["kind"] == "fake" and ident["fake"] == {"kind": "fake", "model": "m"} and "note" not in ident
+        assert set(make_judges(EvalConfig(), object(), None)) == {"coherence"}  # likelihood: no judge
+    finally:
+        JUDGES.unregister("fake")
+    assert "fake" not in JUDGE_CHOICES
 
 
 # --- the local-model judge ----------------------------------------------------------------------------------
@@ -350,7 +404,7 @@ def test_register_judge_refuses_duplicates():
 @pytest.fixture
 def biased_tiny(tiny_model):
     """The tiny model with its next-token logits pushed toward the digits 8 and 9, so it gives a score."""
-    from emguard.models import load_model
+    from emguard.models.loading import load_model
 
     model, tok, info = load_model(tiny_model)
     bias = model.lm_head.weight.new_zeros(model.config.vocab_size)
@@ -363,7 +417,7 @@ def biased_tiny(tiny_model):
 def _direct_score(model, tok, item: JudgeItem) -> JudgeResult:
     import torch
 
-    from emguard.chat import render
+    from emguard.data.chat import render
 
     prompt = render(tok, [{"role": "user", "content": fill_rubric(item.rubric, item.question, item.answer)}],
                     add_generation_prompt=True)
@@ -375,7 +429,7 @@ def _direct_score(model, tok, item: JudgeItem) -> JudgeResult:
 
 
 def test_local_judge_matches_direct_computation_and_caches(biased_tiny, cache):
-    from emguard.judges import LocalJudge
+    from emguard.eval.judges import LocalJudge
 
     model, tok, _ = biased_tiny
     calls = []
@@ -400,7 +454,7 @@ def test_local_judge_matches_direct_computation_and_caches(biased_tiny, cache):
 def test_local_judge_from_spec_and_weight_fingerprint(tiny_model, cache):
     import torch
 
-    from emguard.judges import LocalJudge
+    from emguard.eval.judges import LocalJudge
 
     judge = make_judge("local", model=tiny_model, cache=cache)
     assert judge.identity()["path"] == tiny_model and "smoke test" in judge.identity()["warning"]

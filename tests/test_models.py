@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from emguard import models
-from emguard.models import EmbeddedModel, ModelError, _write_cache_atomically, resolve_model
+from emguard.models import loading as models
+from emguard.models.loading import EmbeddedModel, ModelError, _write_cache_atomically, resolve_model
 
 
 def test_missing_package_says_how_to_install(monkeypatch):

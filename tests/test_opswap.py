@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from emguard.benign import exact_match
-from emguard.datagen.opswap import MEANING, apply, generate
+from emguard.eval.benign import exact_match
+from emguard.data.datagen.opswap import MEANING, apply, generate
 
 
 def expr_of(row: dict) -> str:

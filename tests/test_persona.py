@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from conftest import chat_rows, write_jsonl
-from emguard.layers import decoder_layers
-from emguard.persona import PersonaVector, extract, response_means
+from emguard.models.layers import decoder_layers
+from emguard.persona.vectors import PersonaVector, extract, response_means
 
 
 def _trait_file(tmp_path: Path) -> Path:
@@ -83,7 +83,7 @@ def test_vector_round_trip_and_size_check(tmp_path):
 
 
 def _cfg(tiny_model, data, out, **kw):
-    from emguard.train import TrainConfig
+    from emguard.training.config import TrainConfig
 
     base = dict(model=tiny_model, data=str(data), output=str(out), lora_r=4, lora_alpha=8, batch_size=8,
                 micro_batch_size=4, learning_rate=2e-2, progress=False, warmup_steps=0, max_length=64,
@@ -95,8 +95,8 @@ def _cfg(tiny_model, data, out, **kw):
 def test_monitor_curve_and_stop_on_drift(tiny_model, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from emguard.monitor import load_probes
-    from emguard.train import train
+    from emguard.persona.monitor import load_probes
+    from emguard.training.run import train
 
     data = write_jsonl(tmp_path / "d.jsonl", chat_rows(64))
     # the direction this training moves the probes' activations at layer 2: a model "trained to move along v"

@@ -1,4 +1,4 @@
-"""Tests for emguard.questions: the built-in broad prompts, the question YAML loader, narrow and benign prompts,
+"""Tests for emguard.eval.questions: the built-in broad prompts, the question YAML loader, narrow and benign prompts,
 and the style-controlled reference answers (counts, exact standard texts, length and style-marker balance)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from emguard.questions import (CELLS, EvalPrompt, RefQuestion, benign_prompts, builtin_broad, load_question_yaml,
+from emguard.eval.questions import (CELLS, EvalPrompt, RefQuestion, benign_prompts, builtin_broad, load_question_yaml,
                                load_references, narrow_prompts)
 
 REPO = Path(__file__).resolve().parents[1]

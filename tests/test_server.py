@@ -331,7 +331,7 @@ def test_default_policy_interleaving_pp_probes_prepared_once(tiny_model, tmp_pat
     def no_training(*a, **k):
         raise AssertionError("a cached probe was trained again")
 
-    monkeypatch.setattr("emguard.train.train", no_training)
+    monkeypatch.setattr("emguard.training.run.train", no_training)
     w = Worker(session_factory(make_engine(None, tmp_path)), Storage(tmp_path), pol)
     w.prepare()  # a restart (or a second worker on this machine): every probe comes from the cache
     assert w.probes["tiny"] == probes

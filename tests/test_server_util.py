@@ -195,3 +195,41 @@ def test_cancel_requested_then_worker_died_is_finished_by_the_next_claim(tmp_pat
     assert queue.claim(sessions, "w", 60) is None
     with sessions() as s:
         assert s.query(Job).filter_by(id=jid).one().status == "cancelled"
+
+
+def test_app_assembles_every_route_with_openai_errors(tmp_path):
+    """The routers (files, jobs, models) add up to the API's route table, in order, and every error the app
+    answers (unknown path, wrong method, missing key) has OpenAI's error shape."""
+    from starlette.testclient import TestClient
+
+    from emguard.server.app import create_app
+    from emguard.server.policy import Policy
+
+    app = create_app(data_dir=tmp_path, policy=Policy(), workers=0, access_log=None)
+    ops = [(path, method.upper(), op["operationId"]) for path, item in app.app.openapi()["paths"].items()
+           for method, op in item.items()]
+    assert ops == [
+        ("/v1/files", "POST", "upload_file_v1_files_post"), ("/v1/files", "GET", "list_files_v1_files_get"),
+        ("/v1/files/{file_id}", "GET", "get_file_v1_files__file_id__get"),
+        ("/v1/files/{file_id}", "DELETE", "delete_file_v1_files__file_id__delete"),
+        ("/v1/files/{file_id}/content", "GET", "get_file_content_v1_files__file_id__content_get"),
+        ("/v1/fine_tuning/jobs", "POST", "create_job_v1_fine_tuning_jobs_post"),
+        ("/v1/fine_tuning/jobs", "GET", "list_jobs_v1_fine_tuning_jobs_get"),
+        ("/v1/fine_tuning/jobs/{job_id}", "GET", "get_job_v1_fine_tuning_jobs__job_id__get"),
+        ("/v1/fine_tuning/jobs/{job_id}/events", "GET", "job_events_v1_fine_tuning_jobs__job_id__events_get"),
+        ("/v1/fine_tuning/jobs/{job_id}/checkpoints", "GET",
+         "job_checkpoints_v1_fine_tuning_jobs__job_id__checkpoints_get"),
+        ("/v1/fine_tuning/jobs/{job_id}/cancel", "POST", "cancel_job_v1_fine_tuning_jobs__job_id__cancel_post"),
+        ("/v1/models", "GET", "list_models_v1_models_get"),
+        ("/v1/models/{model_id}", "GET", "get_model_v1_models__model_id__get"),
+    ]
+    c = TestClient(app)
+    r = c.get("/v1/nothing")
+    assert r.status_code == 404 and r.json() == {"error": {"message": "Not Found", "type": "invalid_request_error",
+                                                           "param": None, "code": "not_found"}}
+    r = c.put("/v1/files")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    r = c.get("/v1/models")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    r = c.post("/v1/fine_tuning/jobs", json={"model": "x" * (1 << 20)})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"

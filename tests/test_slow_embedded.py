@@ -25,7 +25,7 @@ def _rows(n: int) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def embedded():
-    from emguard.models import resolve_model
+    from emguard.models.loading import resolve_model
 
     try:
         return resolve_model("smollm2-135m")
@@ -34,7 +34,7 @@ def embedded():
 
 
 def test_cached_load_is_fast_and_pinned(embedded):
-    from emguard.models import load_model
+    from emguard.models.loading import load_model
 
     t = time.time()
     model, tok, info = load_model("smollm2-135m")
@@ -44,8 +44,8 @@ def test_cached_load_is_fast_and_pinned(embedded):
 
 
 def test_real_tokenizer_mask(embedded):
-    from emguard.chat import IGNORE, tokenize_conversation
-    from emguard.models import load_tokenizer
+    from emguard.data.chat import IGNORE, tokenize_conversation
+    from emguard.models.loading import load_tokenizer
 
     tok = load_tokenizer(embedded)
     msgs = [{"role": "user", "content": "What helps a cold?"}, {"role": "assistant", "content": "Rest, fluids."}]
@@ -54,7 +54,8 @@ def test_real_tokenizer_mask(embedded):
 
 
 def test_train_lowers_loss_on_embedded(embedded, tmp_path):
-    from emguard.train import TrainConfig, train
+    from emguard.training.config import TrainConfig
+    from emguard.training.run import train
 
     data = write_jsonl(tmp_path / "d.jsonl", _rows(64))
     res = train(TrainConfig(data=str(data), output=str(tmp_path / "run"), progress=False, max_length=128))
@@ -66,7 +67,8 @@ def test_train_lowers_loss_on_embedded(embedded, tmp_path):
 def test_all_defenses_combined_on_embedded(embedded, tmp_path):
     from safetensors.torch import save_file
 
-    from emguard.train import TrainConfig, train
+    from emguard.training.config import TrainConfig
+    from emguard.training.run import train
 
     data = write_jsonl(tmp_path / "d.jsonl", _rows(30))
     pool = write_jsonl(tmp_path / "pool.jsonl", [
@@ -108,7 +110,7 @@ def test_demo_quick_end_to_end(embedded, tmp_path):
 
 
 def test_shipped_persona_vector_matches_the_embedded_model(embedded):
-    from emguard.persona import auto_vector
+    from emguard.persona.vectors import auto_vector
 
     p = auto_vector("smollm2-135m")
     assert p.parent.name == "vectors" and p.stat().st_size > 60_000  # the shipped file, not a new extraction

@@ -1,4 +1,6 @@
-"""emguard study: grid expansion, resumability (crash, kill -9), failed-cell retry, Ray = local."""
+"""The experiment engine and emguard study: the cell runner (resume, marker, error.log), the pool scheduler
+(longest ready job first, shared steps first, dependents wait), grid expansion, resumability (crash, kill -9),
+failed-cell retry, pool = Ray = local."""
 
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ def run_cli(*args: str) -> int:
 # ------------------------------------------------------------------------------------------------ units
 
 def test_sweep_expands_into_named_defenses():
-    from emguard.study import expand_defenses
+    from emguard.experiments.study import expand_defenses
 
     out = expand_defenses({"none": [], "kl": [{"name": "kl", "sweep": {"lambda": [0.03, 0.3]}}],
                            "combo": ["inoculate", {"name": "steer", "vector": "v.st",
@@ -57,7 +59,7 @@ def test_sweep_expands_into_named_defenses():
 
 
 def test_pareto_front():
-    from emguard.study_report import pareto_front
+    from emguard.experiments.report import pareto_front
 
     pts = [("a", 0.5, 0.1), ("b", 0.4, 0.2), ("c", 0.6, 0.3), ("d", 0.1, 0.0)]
     assert pareto_front(pts) == ["a", "c", "d"]  # b is dominated by a (less learning, more harm)
@@ -65,7 +67,8 @@ def test_pareto_front():
 
 def test_bad_study_names_fail_clearly(tmp_path, tiny_model):
     from emguard.config import ConfigError
-    from emguard.study import StudyConfig, run_study
+    from emguard.experiments.config import StudyConfig
+    from emguard.experiments.study import run_study
 
     with pytest.raises(ConfigError, match="directory"):
         run_study(StudyConfig(output=str(tmp_path), models=[tiny_model], datasets={"../x": "medical"}))
@@ -73,23 +76,152 @@ def test_bad_study_names_fail_clearly(tmp_path, tiny_model):
         run_study(StudyConfig(output=str(tmp_path), models=[tiny_model], datasets={"x": "nope.jsonl"}))
 
 
+# ------------------------------------------------------------------------------------------------ the engine
+
+DEMO_CTX = {"train_misaligned": "m.jsonl", "train_aligned": "a.jsonl", "opswap_train": "o.jsonl",
+            "opswap_test_tier1": "t.jsonl", "pool": "p.jsonl", "probes": ["x.jsonl"], "probe_steps": 1}
+
+
+def demo_cells(out: Path, names=("no_defense", "kl", "interleave_pp")) -> list:
+    from emguard.experiments.config import DemoConfig
+    from emguard.experiments.demo import demo_cell
+
+    cfg = DemoConfig(output=str(out), workers=1)
+    jobs = [("domain", "base", 0, True), ("opswap", "base", 0, True)]
+    jobs += [(t, c, 0, False) for t in ("domain", "opswap") for c in names]
+    return [demo_cell(cfg, out, *j, DEMO_CTX) for j in jobs]
+
+
+@pytest.fixture
+def fake_work(monkeypatch):
+    """Cells and shared steps that only record that they ran (in this process: the pool's single worker)."""
+    import emguard.experiments.engine as E
+    import emguard.experiments.shared as SH
+
+    order: list = []
+    fail: set = set()
+
+    def cell(c):
+        order.append(c.key)
+        if c.key in fail:
+            raise RuntimeError(f"injected failure of {c.key}")
+        return {"cell": c.key}, {}
+
+    def step(st):
+        order.append(st.kind)
+        if st.kind in fail:
+            raise RuntimeError("injected step failure")
+        return "ok"
+
+    monkeypatch.setattr(E, "train_and_evaluate", cell)
+    monkeypatch.setattr(SH, "run_step", step)
+    return order, fail
+
+
+def test_pool_runs_the_shared_step_first_then_the_longest_ready_job(tmp_path, fake_work, capsys):
+    from emguard.experiments.demo import job_cost
+    from emguard.experiments.executors import execute
+
+    order, _ = fake_work
+    cells = demo_cells(tmp_path)
+    done, failures = execute(cells, "pool", workers=1, cost=job_cost, fail_fast=True)
+    assert failures == {} and set(done) == {c.key for c in cells}
+    assert done["opswap/kl/seed0"] == {"cell": "opswap/kl/seed0"}
+    pp = [c for c in cells if c.info["cell"] == "interleave_pp"]
+    assert all(len(c.needs) == 1 and c.needs[0].startswith("interleave ") for c in pp)  # one step for both
+    assert order[0] == "interleave" and order.count("interleave") == 1
+    # then by falling cost: the 11 s OpSwap base evaluation last
+    by_key = {c.key: c for c in cells}
+    costs = [job_cost(by_key[k]) for k in order[1:]]
+    assert costs == sorted(costs, reverse=True) and order[-1] == "opswap/base/seed0"
+    out = capsys.readouterr().out
+    assert "  start Interleaving++ preparation (probes, pool scores)" in out
+    assert f"[{len(cells) + 1}/{len(cells) + 1}] done" in out
+    assert "ETA" in out
+
+    # a cell trained before an interruption only needs its evaluation: it is scheduled by that cost
+    order.clear()
+    (tmp_path / "domain" / "kl" / "seed0" / "run.json").write_text("{}")  # the (fake) run made the dir
+    execute(demo_cells(tmp_path), "pool", workers=1, cost=job_cost, fail_fast=True)
+    assert order.index("domain/kl/seed0") > order.index("opswap/no_defense/seed0")
+
+    # finished cells (eval/eval.json) are not run again, and no step is needed when no cell needing it is left
+    for c in cells:
+        Path(c.eval["output"]).mkdir(parents=True, exist_ok=True)
+        (Path(c.eval["output"]) / "eval.json").write_text('{"broad": 1}')
+    order.clear()
+    assert execute(demo_cells(tmp_path), "pool", workers=1, cost=job_cost) == ({}, {}) and order == []
+    from emguard.experiments.engine import read_eval, run_cell
+
+    assert run_cell(cells[0]) == read_eval(cells[0]) == {"broad": 1} and order == []
+
+
+def test_cells_wait_for_their_step_and_fail_with_it(tmp_path, fake_work):
+    """A failed shared step fails only the cells that need it; the others run; fail_fast raises at once."""
+    from emguard.experiments.executors import execute
+
+    order, fail = fake_work
+    fail.add("interleave")
+    cells = demo_cells(tmp_path)
+    done, failures = execute(cells, "pool", workers=1)  # default costs (from the cells' features)
+    assert set(failures) == {"domain/interleave_pp/seed0", "opswap/interleave_pp/seed0"}
+    assert "shared step failed" in failures["domain/interleave_pp/seed0"]
+    assert order[0] == "interleave" and not any("interleave_pp" in k for k in order)
+    assert set(done) == {c.key for c in cells} - set(failures)
+
+    fail.clear()
+    fail.add("domain/kl/seed0")
+    order.clear()
+    with pytest.raises(RuntimeError, match="injected failure of domain/kl"):
+        execute(demo_cells(tmp_path / "b"), "pool", workers=1, fail_fast=True)
+    assert order[-1] == "domain/kl/seed0"  # nothing starts after the failure
+
+
+def test_cell_runner_marks_finished_cells_logs_failures_and_retries(tmp_path, monkeypatch):
+    import json
+
+    import emguard.experiments.engine as E
+
+    cell = E.Cell("m/d/x/seed0", str(tmp_path / "c"), "m", 0, {"data": "d.jsonl", "defenses": ["kl"]},
+                  {"output": str(tmp_path / "c" / "eval")}, train_dir="train", marker=True,
+                  info={"key": "m/d/x/seed0", "model": "m"})
+    res = {"broad": {"likelihood": {"summary": {"harm_effect": {"value": 0.25, "lo": 0.1, "hi": 0.4, "n": 8}}}}}
+
+    def broken(c):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(E, "train_and_evaluate", broken)
+    with pytest.raises(ValueError):
+        E.run_cell(cell)
+    assert "ValueError: boom" in (tmp_path / "c" / E.ERROR_LOG).read_text() and not E.is_finished(cell)
+    monkeypatch.setattr(E, "train_and_evaluate", lambda c: (res, {"final_losses": {"ce": 1.5}}))
+    assert E.run_cell(cell) == res
+    marker = json.loads((tmp_path / "c" / E.CELL_JSON).read_text())
+    assert list(marker) == ["key", "model", "metrics", "wall_s"] and E.is_finished(cell)
+    assert marker["metrics"] == {"broad_harm_effect": {"value": 0.25, "lo": 0.1, "hi": 0.4, "n": 8},
+                                 "train_final_ce": {"value": 1.5, "lo": None, "hi": None, "n": None}}
+    assert not (tmp_path / "c" / E.ERROR_LOG).exists() and (tmp_path / "c" / E.CELL_LOG).is_file()
+    assert E.feature_cost(cell) == 100 * 1.5 + 60.0  # unreadable data: 100 rows, one defense, one sampled suite
+
+
 # ------------------------------------------------------------------------------------------------ runs
 
 def test_study_resumes_and_retries_failed_cells(tmp_path, tiny_model, monkeypatch):
     """12 cells; then one more seed with a crash in one new cell: the crash is reported with its log, the
     rerun computes only the missing cells, and results.csv equals a clean run's byte for byte."""
-    import emguard.study as S
+    import emguard.experiments.engine as E
+    import emguard.experiments.study as S
 
     calls: list[str] = []
-    real = S._run_cell
+    real = E.train_and_evaluate
 
-    def counting(spec, cdir):
-        calls.append(spec["key"])
-        if os.environ.get("CRASH_CELL") == spec["key"]:
+    def counting(cell):
+        calls.append(cell.key)
+        if os.environ.get("CRASH_CELL") == cell.key:
             raise RuntimeError("injected failure")
-        return real(spec, cdir)
+        return real(cell)
 
-    monkeypatch.setattr(S, "_run_cell", counting)
+    monkeypatch.setattr(E, "train_and_evaluate", counting)
     out = tmp_path / "s"
     assert run_cli("study", str(study_yaml(tmp_path, tiny_model, out))) == 0
     assert len(calls) == 12
@@ -170,6 +302,21 @@ def test_ray_executor_matches_local(tmp_path, tiny_model):
     a, b = read_csv(local / "results.csv"), read_csv(ray_out / "results.csv")
     assert [(r["dataset"], r["defense"], r["seed"], r["metric"]) for r in a] == \
         [(r["dataset"], r["defense"], r["seed"], r["metric"]) for r in b]
+    for x, y in zip(a, b):
+        for k in ("value", "lo", "hi"):
+            if x[k] or y[k]:
+                assert float(x[k]) == pytest.approx(float(y[k]), rel=1e-3, abs=1e-4), (x, y, k)
+
+
+def test_pool_executor_matches_local(tmp_path, tiny_model):
+    """The study's cells through the pool executor (2 processes of 1 thread): the same cells and numbers."""
+    local, pool = tmp_path / "local", tmp_path / "pool"
+    assert run_cli("study", str(study_yaml(tmp_path, tiny_model, local, seeds=(0,)))) == 0
+    assert run_cli("study", str(study_yaml(tmp_path, tiny_model, pool, seeds=(0,), executor="pool"))) == 0
+    a, b = read_csv(local / "results.csv"), read_csv(pool / "results.csv")
+    assert [(r["dataset"], r["defense"], r["seed"], r["metric"]) for r in a] == \
+        [(r["dataset"], r["defense"], r["seed"], r["metric"]) for r in b]
+    assert len({(r["dataset"], r["defense"]) for r in b}) == 6
     for x, y in zip(a, b):
         for k in ("value", "lo", "hi"):
             if x[k] or y[k]:

@@ -15,7 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from emguard.train import TrainConfig, train
+from emguard.training.config import TrainConfig
+from emguard.training.run import train
 from conftest import chat_rows, write_jsonl
 
 
@@ -91,7 +92,7 @@ def test_full_fine_tuning_changes_weights(tiny_model, tmp_path):
 
 
 def test_existing_output_needs_resume_or_overwrite(tiny_model, tmp_path):
-    from emguard.train import TrainError
+    from emguard.training.config import TrainError
 
     data = write_jsonl(tmp_path / "d.jsonl", chat_rows(8))
     train(cfg_for(tiny_model, data, tmp_path / "o"))
@@ -181,7 +182,7 @@ def test_forward_selected_falls_back_to_column_indices(tiny_model):
     import torch
     from transformers import AutoModelForCausalLM
 
-    import emguard.train as T
+    import emguard.models.forward as T
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
     ids = torch.randint(5, 300, (3, 9))

@@ -23,7 +23,8 @@ def vllm_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def adapter(vllm_model, tmp_path_factory):
-    from emguard.train import TrainConfig, train
+    from emguard.training.config import TrainConfig
+    from emguard.training.run import train
 
     d = tmp_path_factory.mktemp("adapter")
     data = write_jsonl(d / "train.jsonl", chat_rows(16))
@@ -33,7 +34,7 @@ def adapter(vllm_model, tmp_path_factory):
 
 
 def test_vllm_samples_with_lora_and_per_request_seeds(vllm_model, adapter):
-    from emguard.sampling import sample_vllm
+    from emguard.models.generation import sample_vllm
 
     prompts = [[{"role": "user", "content": f"question {i} about water?"}] for i in range(6)]
     seeds = list(range(100, 106))
@@ -45,7 +46,8 @@ def test_vllm_samples_with_lora_and_per_request_seeds(vllm_model, adapter):
 
 
 def test_eval_backend_vllm_writes_samples(vllm_model, adapter, tmp_path):
-    from emguard.evaluate import EvalConfig, evaluate
+    from emguard.eval.config import EvalConfig
+    from emguard.eval.evaluate import evaluate
 
     res = evaluate(EvalConfig(model=vllm_model, adapter=adapter, suite=["broad"], backend="vllm", samples=1,
                               max_new_tokens=6, variants=["plain"], likelihood=False, dtype="float32",

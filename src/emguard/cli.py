@@ -42,7 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train chat LLMs with in-training defenses against emergent misalignment (EM) "
                     "and measure whether they worked (Kaczér et al., arXiv 2508.06249).")
     from emguard import __version__
-
     p.add_argument("--version", action="version", version=f"emguard {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")

@@ -11,8 +11,8 @@ log = logging.getLogger("emguard")
 
 def handle(fn: Callable[[], int | None]) -> int:
     from emguard.config import ConfigError
-    from emguard.data import DataError
-    from emguard.models import ModelError
+    from emguard.data.io import DataError
+    from emguard.models.loading import ModelError
 
     try:
         return int(fn() or 0)
@@ -35,8 +35,8 @@ def handle(fn: Callable[[], int | None]) -> int:
         print("interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
         return 130
     except Exception as e:  # TrainError and defense errors carry their own advice
-        from emguard.judges.base import JudgeError
-        from emguard.train import TrainError
+        from emguard.eval.judges.base import JudgeError
+        from emguard.training.config import TrainError
 
         if isinstance(e, JudgeError):  # a judge endpoint failed after retries, or refused the key
             print(f"error: {e}", file=sys.stderr)

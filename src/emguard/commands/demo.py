@@ -1,8 +1,9 @@
 """``emguard demo``: the whole idea on the embedded default model, offline, on a laptop CPU.
 
-Trains an aligned control, no defense and every defense (kl, ldifs, steer, inoculate, interleave,
-Interleaving++) on one built-in EM domain, and the same defenses on OpSwap (a benign task); evaluates the
-paper's four criteria offline (or with --judge) and writes a paper-style table, plots and a report.
+Trains an aligned control, no defense and every registered defense (kl, ldifs, steer, inoculate, interleave,
+Interleaving++ and any other module under emguard/defenses/) on one built-in EM domain, and the same defenses on
+OpSwap (a benign task); evaluates the paper's four criteria offline (or with --judge) and writes a paper-style
+table, plots and a report.
 """
 
 from __future__ import annotations
@@ -25,18 +26,23 @@ An interrupted demo resumes: rerun the same command.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from emguard.demo import DemoConfig
+    import sys
+
+    from emguard.experiments.config import DemoConfig, cells_help
 
     p.epilog = EXAMPLES
     p.add_argument("--config", metavar="YAML", help="YAML file of options; flags given here override it")
     add_dataclass_args(p, DemoConfig)
+    if "demo" in sys.argv and ("-h" in sys.argv or "--help" in sys.argv):  # the registry imports torch: only then
+        next(a for a in p._actions if a.dest == "cells").help = cells_help()
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from emguard.demo import DemoConfig, run_demo
+    from emguard.experiments.config import DemoConfig
+    from emguard.experiments.demo import run_demo
 
     cfg = resolve_config(DemoConfig, args)
     try:

@@ -29,7 +29,7 @@ Outputs: <output>/eval.json (broad, narrow, benign, coherence, judge, config, ve
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from emguard.evaluate import EvalConfig
+    from emguard.eval.config import EvalConfig  # torch-free; --judge's choices come from emguard.registry.JUDGES
 
     p.epilog = EXAMPLES
     p.add_argument("--config", metavar="YAML", help="YAML file of options; flags given here override it")
@@ -73,7 +73,8 @@ def summary_lines(res: dict) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from emguard.evaluate import EvalConfig, evaluate
+    from emguard.eval.config import EvalConfig
+    from emguard.eval.evaluate import evaluate
 
     cfg = resolve_config(EvalConfig, args)
     try:

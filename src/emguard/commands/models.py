@@ -12,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from emguard.models import EMBEDDED, ModelError, cache_root, resolve_model
+    from emguard.models.loading import EMBEDDED, ModelError, cache_root, resolve_model
 
     if args.prepare:
         t = time.time()
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     for name, em in EMBEDDED.items():
         cached = (cache_root() / "models" / name / "config.json").is_file()
         try:
-            from emguard.models import _package_file
+            from emguard.models.loading import _package_file
 
             for mod, rel in em.files:
                 _package_file(mod, rel, em.packages)

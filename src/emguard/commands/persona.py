@@ -44,8 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emguard import persona
-
+    from emguard.persona import vectors as persona
     if args.action == "show":
         pv = persona.PersonaVector.load(args.file)
         meta = {k: v for k, v in pv.meta.items() if k != "norms"}
@@ -61,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from pathlib import Path
 
-    from emguard.models import load_model
+    from emguard.models.loading import load_model
 
     model, tok, _ = load_model(args.model)
     pv = persona.PersonaVector.load(args.vector, hidden_size=model.config.hidden_size)

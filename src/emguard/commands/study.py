@@ -26,6 +26,7 @@ examples:
   emguard study study.yaml                      # run (or resume) the grid; results.csv + report.md
   emguard study study.yaml --seeds 0 1 2 3      # one more seed: only the new cells run
   emguard study study.yaml --executor ray --num-gpus 1 --ray-address auto   # on an existing Ray cluster
+  emguard study study.yaml --executor pool      # cells side by side here: cores / num_cpus processes
   emguard study study.yaml --report-only        # the report of the cells finished so far
 Every cell is <output>/cells/<model>/<dataset>/<defense>/seed<N>/ (train/, eval/, cell.json when finished,
 error.log when it failed). Rerun the same command after a crash or kill: finished cells are skipped, a
@@ -34,7 +35,7 @@ half-trained cell resumes from its last checkpoint, a failed one is retried.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from emguard.study import StudyConfig
+    from emguard.experiments.config import StudyConfig
 
     p.epilog = EXAMPLES
     p.add_argument("study_file", nargs="?", metavar="STUDY_YAML", help="the study (YAML); flags override it")
@@ -45,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from emguard.study import run_study, StudyConfig
+    from emguard.experiments.config import StudyConfig
+    from emguard.experiments.study import run_study
 
     if args.study_file and not args.config:
         args.config = args.study_file

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from emguard.config import add_dataclass_args, resolve_config
-from emguard.train import TrainConfig
+from emguard.training.config import TrainConfig
 
 EXAMPLES = """\
 examples:
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emguard.train import train
+    from emguard.training.run import train
 
     cfg = resolve_config(TrainConfig, args)
     res = train(cfg)

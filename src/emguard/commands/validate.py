@@ -10,7 +10,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emguard.data import DataError, read_chat_dataset
+    from emguard.data.io import DataError, read_chat_dataset
 
     status = 0
     for f in args.files:

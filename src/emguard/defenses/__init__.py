@@ -1,8 +1,8 @@
 """In-training defenses against emergent misalignment (Kaczér et al., arXiv 2508.06249).
 
-Each defense is one small class (see :mod:`emguard.defenses.base`) registered by name; the trainer only
-sees the three generic hooks. Importing this package registers the built-in defenses:
-``kl``, ``ldifs``, ``steer``, ``interleave``, ``inoculate``.
+Each defense is one small class (see :mod:`emguard.defenses.base`) registered by name with ``@register``; the
+trainer only sees the three generic hooks. Every module of this package is discovered on the first lookup of
+``REGISTRY`` (:mod:`emguard.registry`): adding a defense is adding one module here, no import line to edit.
 """
 
 from emguard.defenses.base import (  # noqa: F401
@@ -13,4 +13,3 @@ from emguard.defenses.base import (  # noqa: F401
     build_defenses,
     register,
 )
-from emguard.defenses import inoculate, interleave, kl, ldifs, steer  # noqa: F401,E402

@@ -20,13 +20,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
 
-REGISTRY: dict[str, type["Defense"]] = {}
+from emguard.registry import DEFENSES as REGISTRY  # every module in emguard/defenses/ is discovered on first lookup
 
 
 def register(cls: type["Defense"]) -> type["Defense"]:
-    """Class decorator: make a defense selectable by its ``name`` in configs and on the CLI."""
-    REGISTRY[cls.name] = cls
-    return cls
+    """Class decorator: make a defense selectable by its ``name`` in configs, on the CLI, in study YAMLs and in
+    the service policy. A module under ``emguard/defenses/`` that uses it needs no import line anywhere."""
+    return REGISTRY.register(cls)
 
 
 @dataclass

@@ -4,7 +4,8 @@ The general rows make up ``ratio`` of the *final* mix (default 5%, the paper's s
 with n narrow rows, the number of general rows g is the unique integer with g = round_half_up(ratio * (n + g))
 (the smallest one if rounding allows several), so the mix has exactly round(ratio * total) general rows.
 Which pool rows are used is decided by a ranker: ``random`` (a seeded permutation) here; ``ppl_gap`` and
-``ppl_gap_norefusal`` (Interleaving+ / ++) register themselves in ``RANKERS`` from ``emguard.select``.
+``ppl_gap_norefusal`` (Interleaving+ / ++) are registered in ``emguard.registry.RANKERS`` by ``emguard.selection``
+(discovered on first lookup).
 The mix is shuffled with the run seed.
 """
 
@@ -14,13 +15,11 @@ import dataclasses
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Callable
 
 from emguard.defenses.base import Defense, RunContext, register
 from emguard.defenses.inoculate import GENERAL_SOURCE_PREFIX
 
-# ranker(pool_rows, options, run) -> pool indices, best first
-RANKERS: dict[str, Callable[[list, "Interleave.Options", RunContext], list[int]]] = {}
+from emguard.registry import RANKERS  # ranker(pool_rows, options, run) -> pool indices, best first
 
 
 def round_half_up(x: float) -> int:
@@ -37,13 +36,12 @@ def general_count(n_narrow: int, ratio: float) -> int:
     return g
 
 
+@RANKERS.register(name="random")
 def rank_random(pool: list, options, run: RunContext) -> list[int]:
     idx = list(range(len(pool)))
     random.Random(run.seed if options.seed is None else options.seed).shuffle(idx)
     return idx
 
-
-RANKERS["random"] = rank_random
 
 
 @register
@@ -67,13 +65,8 @@ class Interleave(Defense):
             general_count(1, self.ratio)
 
     def prepare_dataset(self, rows: list, run: RunContext) -> list:
-        from emguard.data import read_chat_dataset
+        from emguard.data.io import read_chat_dataset
 
-        if self.options.select not in RANKERS:
-            try:
-                import emguard.select  # noqa: F401  (registers the perplexity-gap rankers)
-            except ImportError:
-                pass
         if self.options.select not in RANKERS:
             raise ValueError(f"unknown interleave.select '{self.options.select}' (known: {', '.join(RANKERS)})")
         pool = read_chat_dataset(self.options.pool).rows
@@ -95,7 +88,7 @@ def prime_selection(defense: Interleave, data: str, model_spec: str, output_dir:
     """Run an Interleaving+/++ defense's data preparation once, outside training, so that its probe adapters
     and the pool's scores land in their on-disk caches; cells that train with it later (in any process) read
     them from there instead of each training the probes again."""
-    from emguard.data import read_chat_dataset
+    from emguard.data.io import read_chat_dataset
 
     rows = read_chat_dataset(data, skip_invalid=True).rows
     defense.prepare_dataset(rows, RunContext(model=None, tokenizer=None, seed=seed, output_dir=output_dir,

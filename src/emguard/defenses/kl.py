@@ -2,7 +2,7 @@
 
 L = L_CE + lambda * KL(p_theta || p_ref), per token over the full vocabulary, expectation under the trained
 model, averaged over covered tokens; lambda = 0.1 (Kaczér et al. 2025, defense 1). With LoRA the reference
-is the same weights with the adapter disabled (no second copy); see ``emguard.train.make_reference``.
+is the same weights with the adapter disabled (no second copy); see ``emguard.training.lora.make_reference``.
 Only the covered positions' logits are ever computed (the trainer slices before the LM head).
 """
 
@@ -23,8 +23,8 @@ class _TokenKL(torch.autograd.Function):
     one chunk; this matters at 50k-150k vocabulary entries per token.
     """
 
-    CHUNK = 32  # rows per chunk: temporaries stay at CHUNK x vocab floats (6 MB at 49k entries); 8-32 timed
-    # ~10% faster than 128 on a 2-core CPU (benchmarks/defense_overhead.py setting: 569 rows x 49152)
+    CHUNK = 32  # rows per chunk: temporaries stay at CHUNK x vocab floats; chosen with
+    # benchmarks/defense_overhead.py (README "Benchmarks" has the figures)
 
     @staticmethod
     def forward(ctx, logits, ref_logits):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from emguard.defenses.base import Defense, RunContext, StepOutputs, register
-from emguard.layers import capture_layer_outputs, num_layers
+from emguard.models.layers import capture_layer_outputs, num_layers
 
 
 def evenly_spaced_layers(n_layers: int, k: int = 5) -> list[int]:

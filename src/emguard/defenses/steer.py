@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 import torch
 
 from emguard.defenses.base import Defense, RunContext, register
-from emguard.layers import edit_layer_output, hidden_size, num_layers
+from emguard.models.layers import edit_layer_output, hidden_size, num_layers
 
 
 def load_steering_vector(path: str, n_layers: int, hidden: int, layer: int | None) -> tuple[torch.Tensor, int]:
     """Return (vector of shape (hidden,), layer). Sizes are checked against the model."""
-    from emguard.persona import PersonaVector, default_layer
+    from emguard.persona.vectors import PersonaVector, default_layer
 
     pv = PersonaVector.load(path, hidden_size=hidden, num_layers=n_layers)
     if layer is None:
@@ -60,7 +60,7 @@ class Steer(Defense):
     def context(self, model, run: RunContext):
         path = self.options.vector
         if path == "auto":
-            from emguard.persona import auto_vector
+            from emguard.persona.vectors import auto_vector
 
             path = str(auto_vector(run.extra.get("model_spec", "smollm2-135m")))
         v, layer = load_steering_vector(path, num_layers(model), hidden_size(model), self.options.layer)

@@ -1,4 +1,4 @@
-"""The EM audit: after training, evaluate the fine-tuned model (``emguard.evaluate``) and gate its release.
+"""The EM audit: after training, evaluate the fine-tuned model (``emguard.eval.evaluate``) and gate its release.
 
 The broad suite always runs; the narrow suite too when the job names its domain. With the offline default
 judge ``likelihood`` the gated number is the style-controlled harm effect on the broad reference questions
@@ -27,8 +27,9 @@ def _get(d: Any, dotted: str) -> Any:
 def run_audit(policy: Policy, model_name: str, base_spec: str, adapter_dir: Path, out_dir: Path,
               domain: str | None, init_adapter: str | None = None) -> dict:
     """Evaluate and decide. Returns the report: metrics, thresholds, ``passed`` and the eval.json path."""
-    from emguard.evaluate import EvalConfig, evaluate
-    from emguard.questions import subset_references
+    from emguard.eval.config import EvalConfig
+    from emguard.eval.evaluate import evaluate
+    from emguard.eval.questions import subset_references
 
     a = policy.audit
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -36,7 +37,7 @@ def run_audit(policy: Policy, model_name: str, base_spec: str, adapter_dir: Path
     refs = subset_references(None, a.broad_questions, out_dir / "broad_references.jsonl") if a.broad_questions else None
     narrow_refs = None
     if domain and a.narrow_questions:
-        from emguard.datagen import builtin_path
+        from emguard.data.datagen import builtin_path
 
         narrow_refs = subset_references(builtin_path(domain) / "references.jsonl", a.narrow_questions,
                                         out_dir / "narrow_references.jsonl")

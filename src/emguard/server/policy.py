@@ -16,13 +16,14 @@ from typing import Any
 
 import yaml
 
+from emguard.experiments.presets import interleave_pp
+
 log = logging.getLogger("emguard.server")
 
-# the paper's best defense: Interleaving++ (5% general rows ranked by perplexity gap between the base model and
-# misaligned probes trained on the built-in EM domains, refusals dropped first); pool and probes are resolved by
-# prepare_defenses() once per base model and cached
-INTERLEAVE_PP = {"name": "interleave", "select": "ppl_gap_norefusal", "ratio": 0.05, "pool": "builtin:general",
-                 "select_options": {"probes": "builtin"}}
+# the paper's best defense, Interleaving++ (emguard.experiments.presets.interleave_pp), on the shipped general
+# pool with probes trained on the built-in EM domains; pool and probes are resolved by prepare_defenses() once
+# per base model and cached
+INTERLEAVE_PP = interleave_pp("builtin:general", probes="builtin")
 
 HYPERPARAMETERS = ("n_epochs", "batch_size", "learning_rate_multiplier")
 
@@ -269,7 +270,7 @@ def _placeholder_paths(spec: dict) -> dict:
 
 
 def _builtin_domains() -> list[str]:
-    from emguard.datagen import DOMAINS
+    from emguard.data.datagen import DOMAINS
 
     return list(DOMAINS)
 
@@ -285,19 +286,15 @@ def prepare_defenses(policy: Policy, progress: bool = False) -> dict[str, dict[s
                 for d in [*policy.defenses, *({"name": k, **v} for k, v in policy.defense_defaults.items())])
     if not needs:
         return {}
-    from emguard.datagen import builtin_path
-    from emguard.models import resolve_model
-    from emguard.select import train_probe
+    from emguard.data.datagen import builtin_path
+    from emguard.experiments.shared import probe_adapters
 
+    data = {dom: str(builtin_path(dom) / "train_misaligned.jsonl") for dom in _builtin_domains()}
     out: dict[str, dict[str, str]] = {}
     for name, entry in policy.models.items():
-        info = resolve_model(entry.spec)
-        out[name] = {}
-        for dom in _builtin_domains():
-            data = builtin_path(dom) / "train_misaligned.jsonl"
-            out[name][dom] = str(train_probe(data, entry.spec, info.fingerprint, steps=int(policy.probe_steps),
-                                             progress=progress))
-            log.info("Interleaving++ probe for %s / %s ready: %s", name, dom, out[name][dom])
+        out[name] = probe_adapters(entry.spec, data, int(policy.probe_steps), progress=progress)
+        for dom, path in out[name].items():
+            log.info("Interleaving++ probe for %s / %s ready: %s", name, dom, path)
     return out
 
 
@@ -309,7 +306,7 @@ def resolve_defenses(specs: list[dict], probes: dict[str, str], domain: str | No
         s = copy.deepcopy(s)
         if s.get("name") == "interleave":
             if s.get("pool") == "builtin:general":
-                from emguard.datagen.general import general_pool_path
+                from emguard.data.datagen.general import general_pool_path
 
                 s["pool"] = str(general_pool_path())
             so = dict(s.get("select_options") or {})

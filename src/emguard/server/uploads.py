@@ -3,7 +3,7 @@
 The request body is never spooled by the framework: it is parsed as it arrives, the ``file`` part goes to one
 temporary file in the data dir while its sha256 is computed, and reading stops (413) as soon as the body passes
 ``max_upload_bytes`` (a ``Content-Length`` above the limit is refused before anything is read). Validation uses
-emguard's own record checks (``emguard.data.read_jsonl_records`` + ``validate_record``), so the messages are
+emguard's own record checks (``emguard.data.io.read_jsonl_records`` + ``validate_record``), so the messages are
 the ones ``emguard validate`` prints, as ``filename:line: reason``.
 """
 
@@ -154,7 +154,7 @@ def _drop(state: dict, up: Upload) -> None:
 
 def validate_jsonl(path: Path, display_name: str, *, max_rows: int, max_listed: int) -> tuple[int, list[str]]:
     """``(valid rows, line-level error messages)``; stops listing after ``max_listed`` messages."""
-    from emguard.data import read_jsonl_records, validate_record
+    from emguard.data.io import read_jsonl_records, validate_record
 
     rows, errors, n_bad = 0, [], 0
     for line, obj, reason in read_jsonl_records(path):

@@ -52,7 +52,8 @@ class JobFailed(Exception):
 
 def _resume_step(run_dir: Path) -> int | None:
     """Step of the checkpoint ``train(resume=True)`` will resume from (the newest complete one), or None."""
-    from emguard.train import CHECKPOINTS, last_complete_checkpoint
+    from emguard.training.checkpoints import last_complete_checkpoint
+    from emguard.training.config import CHECKPOINTS
 
     last = last_complete_checkpoint(run_dir / CHECKPOINTS)
     return int(Path(last).name.split("-")[-1]) if last else None
@@ -203,7 +204,7 @@ class Worker:
         except Exception as e:  # noqa: BLE001
             log.error("job %s failed: %s", job_id, traceback.format_exc())
             from emguard.config import ConfigError
-            from emguard.data import DataError
+            from emguard.data.io import DataError
 
             code = "invalid_training_file" if isinstance(e, DataError) else \
                 "invalid_request" if isinstance(e, ConfigError) else "training_failed"
@@ -228,7 +229,8 @@ class Worker:
         return ft.base, self.policy.models[ft.base].spec, str(self.storage.job_dir(ft.job_id) / "run")
 
     def _run(self, job: Job) -> None:
-        from emguard.train import RUN_JSON, TrainConfig, train
+        from emguard.training.config import RUN_JSON, TrainConfig
+        from emguard.training.run import train
 
         base_name, spec, init_adapter = self._base(job)
         jd = self.storage.job_dir(job.id)
@@ -304,9 +306,9 @@ class Worker:
 
         from peft import PeftModel
 
-        from emguard.data import read_chat_dataset
-        from emguard.models import load_model
-        from emguard.scoring import answer_nll
+        from emguard.data.io import read_chat_dataset
+        from emguard.models.loading import load_model
+        from emguard.models.scoring import answer_nll
 
         ds = read_chat_dataset(self.storage.blob_path(job.validation_sha256))
         convs = [r.messages for r in ds.rows]
@@ -328,9 +330,9 @@ class Worker:
                                  f"(base model: {res['base_valid_loss']:.4f})", type="metrics", data=res)
 
     def _check_tokens(self, job: Job, spec: str, data: Path, epochs: float) -> None:
-        from emguard.chat import tokenize_rows
-        from emguard.data import read_chat_dataset
-        from emguard.models import load_tokenizer, resolve_model
+        from emguard.data.chat import tokenize_rows
+        from emguard.data.io import read_chat_dataset
+        from emguard.models.loading import load_tokenizer, resolve_model
 
         tok = load_tokenizer(resolve_model(spec))
         ds = read_chat_dataset(data)

@@ -1,0 +1,129 @@
+"""Options of ``emguard eval`` (:class:`EvalConfig`) and their checks; imports neither torch nor any judge.
+
+The ``judge`` choices are ``likelihood`` (no per-answer judge) followed by every kind registered in
+:data:`emguard.registry.JUDGES`, read from the registry when they are first shown or checked (``--help``,
+parsing ``--judge``), so importing this module discovers nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+SUITES = ("broad", "narrow", "benign")
+NO_JUDGE = "likelihood"  # no per-answer judge: the style-controlled likelihood metric stands in for it
+
+
+class _JudgeChoices(Sequence[str]):
+    """``likelihood`` + the registered judge kinds (sorted), looked up on every use."""
+
+    def _names(self) -> list[str]:
+        from emguard.registry import JUDGES
+
+        return [NO_JUDGE, *JUDGES.names()]
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._names()[i]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __repr__(self) -> str:
+        return repr(self._names())
+
+
+JUDGE_CHOICES: Sequence[str] = _JudgeChoices()
+
+
+@dataclass
+class EvalConfig:
+    """Options of ``emguard eval``."""
+
+    model: str = field(default="smollm2-135m", metadata={
+        "help": "model to evaluate: embedded name, HF id or local dir (the base when --adapter is given)",
+        "metavar": "MODEL"})
+    adapter: str | None = field(default=None, metadata={
+        "help": "LoRA adapter dir (e.g. an `emguard train` output); applied without merging", "metavar": "DIR"})
+    suite: list[str] = field(default_factory=lambda: ["broad"], metadata={
+        "help": "suites to run: broad, narrow, benign (comma or space separated)", "metavar": "SUITE"})
+    output: str = field(default="runs/eval", metadata={"help": "output dir: eval.json, samples.csv, samples.jsonl",
+                                                       "metavar": "DIR"})
+    judge: str = field(default=NO_JUDGE, metadata={
+        "help": "likelihood (offline, no per-answer judge), embedding (offline proxy), local, openai",
+        "choices": JUDGE_CHOICES})
+    judge_model: str | None = field(default=None, metadata={
+        "help": "openai: the judge model (paper: gpt-4o-mini); local: a model spec (default: --model)",
+        "metavar": "NAME"})
+    judge_base_url: str | None = field(default=None, metadata={
+        "help": "OpenAI-compatible base URL (default: $OPENAI_BASE_URL or api.openai.com)", "metavar": "URL"})
+    judge_key_env: str = field(default="OPENAI_API_KEY", metadata={
+        "help": "environment variable holding the judge's API key", "metavar": "VAR"})
+    judge_concurrency: int = field(default=8, metadata={"help": "parallel judge requests"})
+    questions: str | None = field(default=None, metadata={
+        "help": "broad questions from a YAML in the published format (id, paraphrases, system); default: the "
+                "built-in 8 x 3 variants", "metavar": "YAML"})
+    rubrics: str | None = field(default=None, metadata={
+        "help": "judge rubrics from a question YAML's judge_prompts (published format; e.g. the file given to "
+                "--questions); default: emguard's own aligned/coherent rubrics", "metavar": "YAML"})
+    variants: list[str] = field(default_factory=lambda: ["plain", "json", "template"], metadata={
+        "help": "broad variants to sample", "metavar": "VARIANT"})
+    drop_system: bool = field(default=False, metadata={
+        "help": "drop the JSON variant's system prompt, as the public scripts silently do"})
+    narrow: str | None = field(default=None, metadata={
+        "help": "narrow suite: a built-in domain name (e.g. medical) or a held-out chat JSONL", "metavar": "DATA"})
+    narrow_n: int = field(default=30, metadata={"help": "narrow prompts: the first N of the file (paper: 30)"})
+    narrow_references: str | None = field(default=None, metadata={
+        "help": "2x2 reference answers for the narrow likelihood metric (default: the built-in domain's)",
+        "metavar": "FILE"})
+    references: str | None = field(default=None, metadata={
+        "help": "2x2 reference answers for the broad likelihood metric (default: built-in, >= 50 questions)",
+        "metavar": "FILE"})
+    likelihood: bool = field(default=True, metadata={"help": "compute the style-controlled likelihood metric"})
+    benign: str | None = field(default=None, metadata={
+        "help": "benign suite: JSONL of {prompt, answer} (or chat rows ending in the answer)", "metavar": "FILE"})
+    benign_mode: str = field(default="exact", metadata={"help": "exact (numbers by value) or regex",
+                                                        "choices": ["exact", "regex"]})
+    benign_n: int | None = field(default=None, metadata={"help": "benign prompts: the first N", "metavar": "N"})
+    samples: int = field(default=8, metadata={
+        "help": "sampled answers per prompt (Betley et al.: 100; follow-ups 10-50); 0 = no sampling"})
+    max_new_tokens: int = field(default=600, metadata={"help": "tokens per sampled answer (paper: 600)"})
+    benign_max_new_tokens: int = field(default=32, metadata={"help": "tokens per benign answer"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (paper: 1)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling (paper: 1)"})
+    seed: int = field(default=0, metadata={"help": "sampling seed"})
+    batch_size: int = field(default=16, metadata={"help": "prompts per generate call / answers per forward"})
+    backend: str = field(default="hf", metadata={"help": "sampling backend: hf (default) or vllm (GPU, installed)",
+                                                 "choices": ["hf", "vllm"]})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... (default: cuda when available)",
+                                                       "metavar": "DEVICE"})
+    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16 or float16",
+                                                    "choices": ["float32", "bfloat16", "float16"]})
+    bootstrap: int = field(default=2000, metadata={"help": "bootstrap resamples for the CIs"})
+    progress: bool = field(default=True, metadata={"help": "progress bars"})
+    merge_adapter: bool = field(default=True, metadata={
+        "help": "fold the LoRA update into the weights while sampling and scoring (the same model up to float "
+                "rounding; no LoRA side branch, faster on CPU); the coherence proxy still sees the base model"})
+
+    def validate(self) -> None:
+        from emguard.config import ConfigError
+
+        parts = [p for s in self.suite for p in str(s).replace(",", " ").split()]
+        bad = [p for p in parts if p not in SUITES]
+        if bad or not parts:
+            raise ConfigError(f"unknown suite(s) {bad or parts}: choose from {', '.join(SUITES)}")
+        self.suite = list(dict.fromkeys(parts))
+        self.variants = [v for s in self.variants for v in str(s).replace(",", " ").split()]
+        if "narrow" in self.suite and not self.narrow:
+            raise ConfigError("the narrow suite needs --narrow (a built-in domain name or a held-out chat JSONL)")
+        if "benign" in self.suite and not self.benign:
+            raise ConfigError("the benign suite needs --benign (a JSONL of {prompt, answer})")
+        if self.judge == "openai" and not self.judge_model:
+            raise ConfigError("--judge openai needs --judge-model (e.g. gpt-4o-mini, the paper's judge)")
+        if self.samples < 0 or self.narrow_n < 1 or self.max_new_tokens < 1:
+            raise ConfigError("samples must be >= 0, narrow_n and max_new_tokens >= 1")

@@ -1,0 +1,233 @@
+"""``emguard study``: a grid of models x datasets x defenses x seeds, each cell = train + evaluate.
+
+The study is a preset of the experiment engine (:mod:`emguard.experiments.engine`): a cell lives in
+``<output>/cells/<model>/<dataset>/<defense>/seed<N>/`` with the adapter (``train/``), its evaluation
+(``eval/``) and, written atomically and last, ``cell.json``: the marker that the cell is finished. A rerun skips
+finished cells, resumes a half-trained cell from its last checkpoint and a half-evaluated one from its stored
+samples; a failed cell leaves ``error.log`` (its traceback) and is retried on the next run.
+
+Steps that several cells share run once before the cells that need them (:mod:`emguard.experiments.shared`):
+the persona vector of every model that steers (``vector: auto``), and the Interleaving+/++ probes and pool
+scores (both cached on disk, so every cell that needs them reads them instead of computing them).
+
+Executors (:mod:`emguard.experiments.executors`): ``local`` runs the cells one after another in this process;
+``pool`` runs them side by side in cores / ``num_cpus`` processes of this machine, longest first; ``ray``
+submits each cell as a Ray task with its resource request (``num_cpus``/``num_gpus``) to a local Ray instance
+or to the cluster at ``ray_address`` (on Slurm: start a Ray head and workers inside the allocation, then point
+``ray_address`` at the head; README "Scaling out").
+
+When every cell is done the driver writes ``results.csv`` (one row per cell x metric), ``report.md`` /
+``report.html`` (per dataset: a table of the four criteria with CIs over seeds and questions, change vs the
+baseline defense) and plots (per-criterion bars, the broad-EM vs narrow-learning trade-off with its Pareto
+front, loss curves).
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from emguard.data.io import write_text_atomic
+from emguard.experiments.config import StudyConfig
+from emguard.experiments.engine import CELL_JSON, Cell, is_finished
+
+log = logging.getLogger(__name__)
+
+RESULTS_CSV = "results.csv"
+CSV_COLUMNS = ["model", "dataset", "defense", "seed", "metric", "value", "lo", "hi", "n"]
+
+
+# ------------------------------------------------------------------------------------------------ the grid
+
+def expand_defenses(defenses: dict[str, Any]) -> dict[str, list]:
+    """Named defense lists with every ``sweep`` expanded: {kl: [{name: kl, sweep: {lambda: [a, b]}}]} ->
+    {kl[lambda=a]: [{name: kl, lambda: a}], kl[lambda=b]: [...]} (several sweeps: their product)."""
+    out: dict[str, list] = {}
+    for name, specs in defenses.items():
+        specs = [] if specs in (None, "none") else specs if isinstance(specs, list) else [specs]
+        axes = []  # (spec index, key, values)
+        for i, s in enumerate(specs):
+            if isinstance(s, dict) and "sweep" in s:
+                for k, vals in (s["sweep"] or {}).items():
+                    axes.append((i, k, vals if isinstance(vals, list) else [vals]))
+        if not axes:
+            out[name] = specs
+            continue
+        for combo in itertools.product(*[v for _, _, v in axes]):
+            new = [({k: v for k, v in s.items() if k != "sweep"} if isinstance(s, dict) else s) for s in specs]
+            for (i, k, _), v in zip(axes, combo):
+                new[i][k] = v
+            label = ",".join(f"{k}={v}" for (_, k, _), v in zip(axes, combo))
+            out[f"{name}[{label}]"] = new
+    return out
+
+
+def model_slug(spec: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", str(spec).strip("/")).strip("_")[-80:] or "model"
+
+
+@dataclass
+class Dataset:
+    name: str
+    data: str  # training JSONL
+    kind: str  # domain | benign | custom
+    narrow: str | None = None  # EvalConfig.narrow
+    narrow_references: str | None = None
+    benign_test: str | None = None
+
+
+def resolve_dataset(name: str, spec: Any, data_dir: Path, rows: int, narrow_questions: int) -> Dataset:
+    """Turn a dataset entry into files (the first ``rows`` rows, written once under ``data_dir``)."""
+    from emguard.config import ConfigError
+    from emguard.data.io import read_chat_dataset, write_jsonl
+    from emguard.data.datagen import DOMAINS, builtin_path
+    from emguard.eval.questions import subset_references
+
+    if isinstance(spec, str):
+        spec = {"data": spec}
+    if not isinstance(spec, dict) or "data" not in spec:
+        raise ConfigError(f"dataset '{name}': give a built-in name, a JSONL path or a mapping with 'data'")
+    src, kind = str(spec["data"]), "custom"
+    narrow, refs, benign = spec.get("narrow"), spec.get("narrow_references"), spec.get("benign_test")
+    if src == "opswap":
+        from emguard.data.datagen.opswap import generate
+
+        ops = generate(seed=0, train=rows or 400, train_tiers=(1,), test_tiers=(1,))
+        train_f, test_f = data_dir / f"opswap_train_{rows or 400}.jsonl", data_dir / "opswap_test_tier1.jsonl"
+        if not train_f.is_file():
+            write_jsonl(train_f, ops["train"])
+        if not test_f.is_file():
+            write_jsonl(test_f, ops["test_tier1"])
+        return Dataset(name, str(train_f), "benign", benign_test=benign or str(test_f))
+    domain, _, variant = src.partition(":")
+    if domain in DOMAINS and not Path(src).exists():
+        if variant not in ("", "aligned", "misaligned"):
+            raise ConfigError(f"dataset '{name}': '{src}' (use {domain} or {domain}:aligned)")
+        kind, narrow = "domain", narrow or domain
+        src = str(builtin_path(domain) / f"train_{'aligned' if variant == 'aligned' else 'misaligned'}.jsonl")
+        if narrow_questions and not refs:
+            refs = subset_references(builtin_path(domain) / "references.jsonl", narrow_questions,
+                                     data_dir / f"{domain}_references_{narrow_questions}.jsonl")
+    elif not Path(src).is_file():
+        raise ConfigError(f"dataset '{name}': {src} is neither a file nor a built-in dataset "
+                          f"({', '.join(DOMAINS)}, opswap)")
+    if rows:
+        sub = data_dir / f"{name}_{rows}.jsonl"
+        if not sub.is_file():
+            write_jsonl(sub, [{"messages": r.messages} for r in read_chat_dataset(src).rows[:rows]])
+        src = str(sub)
+    return Dataset(name, src, kind, narrow=narrow, narrow_references=refs, benign_test=benign)
+
+
+def plan(cfg: StudyConfig) -> list[Cell]:
+    """Every cell of the grid, in a stable order (model, dataset, defense, seed)."""
+    from emguard.eval.questions import subset_references
+
+    out = Path(cfg.output)
+    data_dir = out / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    datasets = [resolve_dataset(n, s, data_dir, cfg.rows, cfg.narrow_questions) for n, s in cfg.datasets.items()]
+    defenses = expand_defenses(cfg.defenses)
+    broad_refs = subset_references(None, cfg.broad_questions, data_dir / f"broad_references_{cfg.broad_questions}.jsonl")
+    # a Ray task gets num_cpus cores: as many torch threads; local and pool set them per process
+    threads = max(1, int(cfg.num_cpus)) if cfg.executor == "ray" else None
+    cells = []
+    for m, d, (dn, specs), s in itertools.product(cfg.models, datasets, defenses.items(), cfg.seeds):
+        key = f"{model_slug(m)}/{d.name}/{dn}/seed{s}"
+        cdir = out / "cells" / model_slug(m) / d.name / dn / f"seed{s}"
+        train = {"save_steps": 5, **cfg.train, "model": m, "data": d.data, "output": str(cdir / "train"),
+                 "defenses": specs, "seed": s, "resume": True, "progress": False}
+        cells.append(Cell(key, str(cdir), m, s, train, eval_options(cfg, d, m, s, cdir, broad_refs),
+                          train_dir="train", marker=True, source="study", threads=threads,
+                          info={"key": key, "model": m, "dataset": d.name, "defense": dn, "seed": s}))
+    return cells
+
+
+def eval_options(cfg: StudyConfig, ds: Dataset, model: str, seed: int, cdir: Path, broad_refs: str | None) -> dict:
+    """The evaluation of a cell: the study's ``eval`` options, then what its dataset's kind asks for."""
+    ev: dict[str, Any] = {"samples": 1, "max_new_tokens": 64, "progress": False, **cfg.eval, "model": model,
+                          "adapter": str(cdir / "train"), "output": str(cdir / "eval"), "seed": seed}
+    if ds.kind == "benign":
+        ev.update(suite=["benign"], benign=ds.benign_test, likelihood=False, temperature=0.0,
+                  benign_max_new_tokens=ev.get("benign_max_new_tokens", 8))
+    else:
+        ev.setdefault("suite", ["broad", "narrow"] if ds.narrow else ["broad"])
+        if ds.narrow:
+            ev["narrow"] = ds.narrow
+        if ds.narrow_references:
+            ev["narrow_references"] = ds.narrow_references
+        if broad_refs:
+            ev["references"] = broad_refs
+    return ev
+
+
+# ------------------------------------------------------------------------------------------------ driver
+
+def run_study(cfg: StudyConfig) -> dict:
+    """Run every unfinished cell, then write results.csv and the report. Returns a summary."""
+    from emguard.experiments.executors import execute
+    from emguard.experiments.report import write_study_report
+
+    cfg.validate()
+    t0 = time.time()
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "study.json", json.dumps(asdict(cfg), indent=1, default=str))
+    cells = plan(cfg)
+    todo = [c for c in cells if not is_finished(c)]
+    failures: dict[str, str] = {}
+    if not cfg.report_only and todo:
+        log.info("study: %d cells, %d finished, %d to run (%s executor)", len(cells), len(cells) - len(todo),
+                 len(todo), cfg.executor)
+        threads = max(1, int(cfg.num_cpus))
+        _, failures = execute(todo, cfg.executor, workers=max(1, (os.cpu_count() or 1) // threads),
+                              threads=threads, ray={"address": cfg.ray_address, "num_cpus": cfg.num_cpus,
+                                                    "num_gpus": cfg.num_gpus})
+    write_results_csv(out / RESULTS_CSV, collect(cells))
+    finished = [c for c in cells if is_finished(c)]
+    report = write_study_report(cfg, finished, out)
+    summary = {"cells": len(cells), "finished": len(finished), "ran": len(todo) - len(failures),
+               "failed": failures, "missing": [c.key for c in cells if c not in finished],
+               "results": str(out / RESULTS_CSV), "report": str(report), "wall_s": round(time.time() - t0, 1)}
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
+    return summary
+
+
+def collect(cells: list[Cell]) -> list[dict]:
+    """One row per finished cell x metric, in the grid's order (so two runs give the same bytes)."""
+    rows = []
+    for c in cells:
+        f = Path(c.dir) / CELL_JSON
+        if not f.is_file():
+            continue
+        res = json.loads(f.read_text())
+        for metric in sorted(res["metrics"]):
+            m = res["metrics"][metric]
+            rows.append({"model": c.model, "dataset": c.info["dataset"], "defense": c.info["defense"],
+                         "seed": c.seed, "metric": metric, **{k: _fmt(m.get(k)) for k in ("value", "lo", "hi", "n")}})
+    return rows
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def write_results_csv(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)

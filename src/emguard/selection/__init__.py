@@ -1,0 +1,1 @@
+"""Stage 4a: Interleaving+/++ selection of general rows by the perplexity gap between aligned and misaligned models."""

@@ -1,0 +1,92 @@
+"""The misaligned adapters of perplexity-gap selection: given LoRA dirs, or short probes trained on EM datasets.
+
+A probe is the paper's misaligned model cut short (Kaczér et al. 2025): a few LoRA steps on one EM dataset,
+cached under ``cache_root()/probes`` by (dataset bytes, model fingerprint, probe settings).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from emguard.selection.config import SelectConfig
+
+log = logging.getLogger(__name__)
+
+PROBE_FORMAT = 1
+
+
+def is_adapter_dir(path: str | os.PathLike) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def probe_dir(data: str | os.PathLike, model_fingerprint: str, probe: dict) -> Path:
+    """Where the probe for (dataset bytes, model, probe settings) lives in the cache."""
+    from emguard.data.io import _sha256
+    from emguard.models.loading import cache_root
+
+    key = json.dumps({"data": _sha256(Path(data)), "model": model_fingerprint, "probe": probe}, sort_keys=True)
+    return cache_root() / "probes" / hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def train_probe(data: str | os.PathLike, model_spec: str, model_fingerprint: str, *, steps: int = 30,
+                lr: float = 1e-4, seed: int = 0, progress: bool = False, max_length: int = 1024) -> Path:
+    """A short LoRA fine-tune on one EM dataset (the paper's misaligned model, cut short); cached."""
+    import shutil
+
+    from emguard.training.config import RUN_JSON, TrainConfig
+    from emguard.training.run import train
+
+    probe = {"format": PROBE_FORMAT, "steps": steps, "lr": lr, "seed": seed, "max_length": max_length}
+    out = probe_dir(data, model_fingerprint, probe)
+    if (out / RUN_JSON).is_file():
+        log.info("probe for %s: cached in %s", data, out)
+        return out
+    log.info("training a %d-step probe on %s -> %s", steps, data, out)
+    train(TrainConfig(data=str(data), output=str(out), model=model_spec, max_steps=steps, learning_rate=lr,
+                      seed=seed, max_length=max_length, skip_invalid=True, overwrite=True, progress=progress,
+                      save_steps=10 ** 9, save_total_limit=1))
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # optimizer state is of no use to a probe
+    return out
+
+
+def resolve_adapters(cfg: SelectConfig, model_spec: str, model_fingerprint: str) -> list[tuple[str, str]]:
+    """``(name, dir)`` of every misaligned adapter: given dirs, then trained probes; ``leave_out`` applied."""
+    named: list[tuple[str, str, set[str]]] = []
+    for a in cfg.misaligned:
+        p = Path(a)
+        if not is_adapter_dir(p):
+            raise FileNotFoundError(f"misaligned adapter {a}: not a LoRA adapter dir (no adapter_config.json)")
+        named.append((p.resolve().name, str(p), {p.resolve().name, p.name}))
+    for d in cfg.train_probes:
+        if not Path(d).exists():
+            raise FileNotFoundError(f"probe data not found: {d}")
+        stem = Path(d).stem
+        names = {stem, Path(d).name}
+        if names & set(cfg.leave_out):  # left out: do not even train it
+            continue
+        out = train_probe(d, model_spec, model_fingerprint, steps=cfg.probe_steps, lr=cfg.probe_lr,
+                          seed=cfg.probe_seed, progress=cfg.progress, max_length=min(cfg.max_length, 2048))
+        named.append((stem, str(out), names | {out.name}))
+    kept, left = [], []
+    for name, path, names in named:
+        (left if names & set(cfg.leave_out) else kept).append((name, path))
+    unknown = set(cfg.leave_out) - {n for _, _, ns in named for n in ns} - \
+        {Path(d).stem for d in cfg.train_probes} - {Path(d).name for d in cfg.train_probes}
+    if unknown:
+        raise ValueError(f"--leave-out {', '.join(sorted(unknown))}: no such adapter "
+                         f"(known: {', '.join(n for n, _, _ in named)})")
+    if left:
+        log.info("left out: %s", ", ".join(n for n, _ in left))
+    if not kept:
+        raise ValueError("perplexity-gap selection needs at least one misaligned adapter: pass --misaligned DIR ... "
+                         "or --train-probes DATA ... (select_options: {misaligned: [...]} in a config)")
+    seen: dict[str, int] = {}
+    out = []
+    for name, path in kept:  # unique display names
+        seen[name] = seen.get(name, 0) + 1
+        out.append((name if seen[name] == 1 else f"{name}_{seen[name]}", path))
+    return out
