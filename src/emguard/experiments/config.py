@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from emguard.eval.config import JUDGE_CHOICES
+
 EXECUTORS = ["local", "pool", "ray"]
 QUICK_REFS, QUICK_NARROW, QUICK_BENIGN = 8, 4, 30  # demo --quick: reference questions, narrow prompts, OpSwap problems
 # the demo's --cells help; ``emguard demo --help`` lists the registered cells instead (cells_help)
@@ -111,7 +113,7 @@ class DemoConfig:
         "help": "tokens per sampled answer (the paper uses 600; short answers keep the CPU demo fast)"})
     judge: str = field(default="likelihood", metadata={
         "help": "likelihood (offline), embedding (offline proxy), local or openai (see emguard eval --help)",
-        "choices": ["likelihood", "embedding", "local", "openai"]})
+        "choices": JUDGE_CHOICES})  # from the judge registry
     judge_model: str | None = field(default=None, metadata={"help": "judge model (openai/local)", "metavar": "NAME"})
     judge_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL",
                                                                "metavar": "URL"})
