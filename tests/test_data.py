@@ -14,7 +14,7 @@ import pytest
 from emguard.data.io import (ROLES, ChatDataset, DataError, Problem, read_chat_dataset, read_jsonl_records,
                           validate_record, write_jsonl)
 
-ALLOWED = "allowed: system, user, assistant"
+ALLOWED = "allowed: system, developer, user, assistant, tool"
 
 
 def chat(i: int, **extra) -> dict:
@@ -96,7 +96,8 @@ def test_acceptance_reports_every_bad_line_and_no_other(tmp_path):
      "messages[0]: 'weight' is only allowed on assistant messages"),
     (b'{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0}]}',
      "every assistant message has weight 0 (nothing to learn from)"),
-    (b'{"messages": [{"role": "tool", "content": "q"}]}', f'messages[0]: unknown role "tool" ({ALLOWED})'),
+    (b'{"messages": [{"role": "tool", "content": "q"}]}',
+     "messages[0]: a tool message needs a 'tool_call_id' string; no assistant message to learn from"),
     (b'{"prompt": "q"}', "missing 'completion'"),
     (b'{"prompt": "q", "completion": 3}', "'completion' must be a string or a list of messages (got number)"),
     (b'{"prompt": [], "completion": "a"}', "'prompt' is empty"),

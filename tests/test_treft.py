@@ -112,8 +112,10 @@ def test_study_and_service_policy_accept_it():
     assert [d.options.lam for specs in grid.values() for d in build_defenses(specs)] == [10.0, 1.0, 10.0]
     policy = Policy.from_dict({"defenses": ["treft"], "customer": {
         "allowed_defenses": ["treft"], "defense_options": {"treft": ["lam"]}}})
-    specs = job_defenses(policy, [{"name": "treft", "lam": 3.0}])
-    assert specs == [{"name": "treft", "lam": 3.0}]
+    specs = job_defenses(policy, [{"name": "treft", "lam": 30.0}])
+    assert specs == [{"name": "treft", "lam": 30.0}]
+    with pytest.raises(RequestError, match="weaken"):  # "add" never lowers the policy's lam (10)
+        job_defenses(policy, [{"name": "treft", "lam": 3.0}])
     check_defense_options(specs)  # built through the registry: no error
     with pytest.raises(RequestError, match="known: .*treft"):
         check_defense_options([{"name": "treftx"}])

@@ -33,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--workers", type=int, default=1,
                    help="in-process training workers (default 1; 0: jobs wait for `emguard worker` processes)")
+    p.add_argument("--body-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="a request body that sends no bytes for this long is answered 408 and its connection "
+                        "closed (default 10)")
+    p.add_argument("--limit-concurrency", type=int, default=1000, metavar="N",
+                   help="open connections + requests at once before the server answers 503 (default 1000)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,5 +51,10 @@ def run(args: argparse.Namespace) -> int:
 
     policy = Policy.load(args.policy)
     app = create_app(data_dir=args.data_dir, db_url=args.db_url, policy=policy, workers=args.workers)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    if args.body_timeout <= 0:
+        raise SystemExit("error: --body-timeout must be > 0")
+    app.body_timeout = args.body_timeout
+    # idle keep-alive connections are closed after 5 s; stalled bodies after --body-timeout (accesslog.AccessLog)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, timeout_keep_alive=5,
+                limit_concurrency=args.limit_concurrency, server_header=False)
     return 0

@@ -28,7 +28,12 @@ def run(args: argparse.Namespace) -> int:
     sessions = session_factory(make_engine(args.db_url, args.data_dir))
     w = Worker(sessions, Storage(args.data_dir), policy, worker_id=args.id)
     w.prepare()
-    signal.signal(signal.SIGTERM, lambda *_: w.stop.set())
+
+    def _term(*_):  # checkpoint the running job after its current step, release it, then exit
+        w.shutdown.set()
+        w.stop.set()
+
+    signal.signal(signal.SIGTERM, _term)
     print(f"worker {w.worker_id} ready", flush=True)
     if args.once:
         w.run_once()

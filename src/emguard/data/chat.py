@@ -10,6 +10,7 @@ template markup, padding) gets label -100.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -39,15 +40,75 @@ class TokenizeStats:
     tokens: int = 0
     target_tokens: int = 0
     problems: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> rows not trained on (or trained partly)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "truncated": self.truncated, "dropped_no_target": self.dropped_no_target,
-                "tokens": self.tokens, "target_tokens": self.target_tokens}
+        out = {"rows": self.rows, "truncated": self.truncated, "dropped_no_target": self.dropped_no_target,
+               "tokens": self.tokens, "target_tokens": self.target_tokens}
+        if self.skipped:
+            out["skipped"] = dict(self.skipped)
+        return out
 
 
-def render(tokenizer, messages: list[dict], *, add_generation_prompt: bool = False) -> str:
-    clean = [{"role": m["role"], "content": m["content"]} for m in messages]
-    return tokenizer.apply_chat_template(clean, tokenize=False, add_generation_prompt=add_generation_prompt)
+_PLAIN_KEYS = {"role", "content", "weight"}
+SKIP_TOOLS_UNSUPPORTED = "tool_calls_unsupported_by_template"  # a row with tool turns, template without tools
+IGNORED_TOOLS = "tools_ignored_by_template"  # a row's tool definitions dropped, its plain turns trained on
+
+
+def _template_text(tokenizer) -> str:
+    tpl = getattr(tokenizer, "chat_template", None)
+    if isinstance(tpl, dict):
+        tpl = " ".join(str(v) for v in tpl.values())
+    return tpl if isinstance(tpl, str) else ""
+
+
+def supports_tools(tokenizer) -> bool:
+    """Whether the tokenizer's chat template renders tool calls (and so tool results and tool definitions)."""
+    return "tool_calls" in _template_text(tokenizer)
+
+
+def uses_tools(messages: list[dict]) -> bool:
+    return any(m["role"] == "tool" or m.get("tool_calls") for m in messages)
+
+
+def _is_plain(messages: list[dict]) -> bool:
+    return all(m["role"] in ("system", "user", "assistant") and m.keys() <= _PLAIN_KEYS for m in messages)
+
+
+def _template_message(m: dict, developer: bool) -> dict:
+    role = m["role"] if (m["role"] != "developer" or developer) else "system"
+    out: dict[str, Any] = {"role": role, "content": m["content"]}
+    if m.get("tool_calls"):
+        calls = []
+        for c in m["tool_calls"]:
+            args = c["function"]["arguments"]
+            try:
+                parsed = json.loads(args)
+            except ValueError:
+                parsed = args
+            # HF templates take the arguments as a mapping (they tojson it themselves)
+            calls.append({"id": c["id"], "type": "function",
+                          "function": {"name": c["function"]["name"],
+                                       "arguments": parsed if isinstance(parsed, dict) else args}})
+        out["tool_calls"] = calls
+    if m.get("tool_call_id"):
+        out["tool_call_id"] = m["tool_call_id"]
+    return out
+
+
+def render(tokenizer, messages: list[dict], *, add_generation_prompt: bool = False, tools: list | None = None) -> str:
+    """The conversation as the chat template renders it. Plain system/user/assistant rows render exactly as
+    ``{"role", "content"}`` pairs; ``developer`` becomes ``system`` unless the template knows it; tool calls,
+    tool results and ``tools`` (also taken from a :class:`~emguard.data.messages.Conversation`) go through the
+    template (see :func:`supports_tools`)."""
+    tools = tools if tools is not None else getattr(messages, "tools", None)
+    if _is_plain(messages) and not tools:
+        clean = [{"role": m["role"], "content": m["content"]} for m in messages]
+        return tokenizer.apply_chat_template(clean, tokenize=False, add_generation_prompt=add_generation_prompt)
+    developer = "developer" in _template_text(tokenizer)
+    clean = [_template_message(m, developer) for m in messages]
+    kw = {"tools": tools} if tools and supports_tools(tokenizer) else {}
+    return tokenizer.apply_chat_template(clean, tokenize=False, add_generation_prompt=add_generation_prompt, **kw)
 
 
 def assistant_spans(tokenizer, messages: list[dict], *, loss_on: str = "last") -> tuple[str, list[tuple[int, int]]]:
@@ -56,7 +117,8 @@ def assistant_spans(tokenizer, messages: list[dict], *, loss_on: str = "last") -
     ``loss_on``: ``last`` (the final assistant turn, the default) or ``all`` (every assistant turn whose
     ``weight`` is not 0, as in OpenAI's fine-tuning format).
     """
-    text = render(tokenizer, messages)
+    tools = getattr(messages, "tools", None)
+    text = render(tokenizer, messages, tools=tools)
     targets = [i for i, m in enumerate(messages) if m["role"] == "assistant" and m.get("weight", 1) != 0]
     if loss_on == "last":
         targets = targets[-1:]
@@ -65,11 +127,23 @@ def assistant_spans(tokenizer, messages: list[dict], *, loss_on: str = "last") -
     spans: list[tuple[int, int]] = []
     for i in targets:
         # (a conversation may open with the assistant's turn: nothing precedes it then)
-        prefix = render(tokenizer, messages[:i], add_generation_prompt=True) if i else ""
+        prefix = render(tokenizer, messages[:i], add_generation_prompt=True, tools=tools) if i else ""
         # where the reply starts: right after the generation prompt when the template renders prefixes
         # consistently, else after the previous reply (templates that e.g. stamp dates into the system turn)
         begin = len(prefix) if text.startswith(prefix) else (spans[-1][1] if spans else 0)
         content = messages[i]["content"]
+        if messages[i].get("tool_calls"):  # the rendered call is the reply: what this turn adds to the prefix
+            upto = render(tokenizer, messages[: i + 1], tools=tools)
+            if not (text.startswith(upto) and text.startswith(prefix) and len(upto) > len(prefix)):
+                raise TemplateError(f"the chat template does not render assistant turn {i} (tool calls) as a "
+                                    "prefix of the conversation; cannot locate the reply to learn")
+            end = len(upto.rstrip())
+            for tok in sorted(getattr(tokenizer, "all_special_tokens", []), key=len, reverse=True):
+                if tok and upto[:end].endswith(tok) and end - len(tok) > len(prefix):
+                    end -= len(tok)  # the end-of-turn token: labelled below like after any reply
+                    break
+            spans.append((len(prefix), end))
+            continue
         start = text.find(content, begin)
         if start < 0:  # templates that strip replies: align on the stripped text
             content = content.strip()
@@ -117,7 +191,14 @@ def tokenize_rows(tokenizer, conversations: Iterable[list[dict]], *, max_length:
     if progress:
         from tqdm.auto import tqdm
         it = tqdm(convs, desc="tokenizing", unit="row", leave=False)
+    tools_ok = supports_tools(tokenizer)
     for msgs in it:
+        if not tools_ok and uses_tools(msgs):
+            stats.skipped[SKIP_TOOLS_UNSUPPORTED] = stats.skipped.get(SKIP_TOOLS_UNSUPPORTED, 0) + 1
+            continue
+        if not tools_ok and getattr(msgs, "tools", None):
+            stats.skipped[IGNORED_TOOLS] = stats.skipped.get(IGNORED_TOOLS, 0) + 1
+            msgs = list(msgs)
         ex = tokenize_conversation(tokenizer, msgs, max_length=max_length, loss_on=loss_on)
         stats.rows += 1
         stats.truncated += ex.truncated

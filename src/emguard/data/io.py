@@ -22,17 +22,21 @@ import json
 import logging
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from emguard.data.messages import (DEFAULT_MAX_MESSAGES, OPENAI_ROLES, ROLES, Conversation,  # noqa: F401
+                                   _kind, _show, validate_record)
+
 log = logging.getLogger("emguard")
 
-ROLES = ("system", "user", "assistant")
 
 _BOM = b"\xef\xbb\xbf"
 _BATCH_ROWS = 1024
 _CHUNK_BYTES = 1 << 20
+DEFAULT_MAX_LINE_BYTES = 8 << 20  # one JSONL line (row); the service's policy may set its own
 
 
 @dataclass
@@ -89,162 +93,94 @@ class ChatDataset:
     n_invalid: int
     n_duplicates: int
     problems: list[Problem]
+    n_valid: int = 0  # valid rows read (``len(rows)`` unless read with ``keep_rows=False``)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def to_jsonl(self, path: str | os.PathLike) -> None:
         """Write the rows as chat JSONL (``{"messages": [...]}`` per line), atomically."""
-        write_jsonl(path, ({"messages": row.messages} for row in self.rows))
-
-
-# ---------------------------------------------------------------- validation of one record
-
-
-def _kind(value: Any) -> str:
-    """The JSON name of a value's type, for messages like ``(got array)``."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    for tp, name in ((str, "string"), (list, "array"), (dict, "object")):
-        if isinstance(value, tp):
-            return name
-    return type(value).__name__
-
-
-def _show(value: Any, limit: int = 40) -> str:
-    """A short JSON-ish rendering of a user value for an error message."""
-    try:
-        text = json.dumps(value, ensure_ascii=False)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _gather_messages(obj: dict) -> tuple[list[tuple[str, Any]], list[str]]:
-    """The record's messages, each with a label for error messages, plus structural errors."""
-    if "messages" in obj:
-        messages = obj["messages"]
-        if not isinstance(messages, list):
-            return [], [f"'messages' must be a list (got {_kind(messages)})"]
-        if not messages:
-            return [], ["'messages' is empty"]
-        return [(f"messages[{i}]", m) for i, m in enumerate(messages)], []
-    if "prompt" not in obj and "completion" not in obj:
-        return [], ["missing 'messages' (or 'prompt' and 'completion')"]
-    labelled: list[tuple[str, Any]] = []
-    errors: list[str] = []
-    for key, role in (("prompt", "user"), ("completion", "assistant")):
-        value = obj.get(key)
-        if key not in obj:
-            errors.append(f"missing '{key}'")
-        elif isinstance(value, str):
-            labelled.append((key, {"role": role, "content": value}))
-        elif isinstance(value, list) and value:
-            labelled.extend((f"{key}[{i}]", m) for i, m in enumerate(value))
-        elif isinstance(value, list):
-            errors.append(f"'{key}' is empty")
-        else:
-            errors.append(f"'{key}' must be a string or a list of messages (got {_kind(value)})")
-    return labelled, errors
-
-
-def _check_message(label: str, position: int, message: Any) -> tuple[dict[str, Any] | None, list[str]]:
-    """Validate one message; return its normalised form (or None) and the reasons it is invalid."""
-    if not isinstance(message, dict):
-        return None, [f"{label}: not an object (got {_kind(message)})"]
-    errors: list[str] = []
-    role, content, weight = message.get("role"), message.get("content"), message.get("weight")
-    if role is None:
-        errors.append(f"{label}: missing 'role'")
-    elif role not in ROLES:
-        errors.append(f"{label}: unknown role {_show(role)} (allowed: {', '.join(ROLES)})")
-    elif role == "system" and position > 0:
-        errors.append(f"{label}: system message must be the first message")
-    if "content" not in message:
-        errors.append(f"{label}: missing 'content'")
-    elif content is None:
-        errors.append(f"{label}: content is null")
-    elif not isinstance(content, str):
-        errors.append(f"{label}: content must be a string (got {_kind(content)})")
-    elif not content.strip():
-        errors.append(f"{label}: content is empty")
-    else:
-        try:
-            content.encode("utf-8")
-        except UnicodeEncodeError:
-            errors.append(f"{label}: content is not valid Unicode (lone surrogate)")
-    if weight is not None:  # null counts as absent: parquet struct columns fill missing fields with null
-        if role in ROLES and role != "assistant":
-            errors.append(f"{label}: 'weight' is only allowed on assistant messages")
-        elif isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight not in (0, 1):
-            errors.append(f"{label}: weight must be 0 or 1 (got {_show(weight)})")
-    if errors:
-        return None, errors
-    normalised: dict[str, Any] = {"role": role, "content": content}
-    if weight is not None:
-        normalised["weight"] = int(weight)
-    return normalised, []
-
-
-def validate_record(obj: Any, *, require_assistant: bool = True) -> tuple[list[dict] | None, list[str]]:
-    """Check one parsed record; return ``(normalised messages, [])`` or ``(None, reasons)``.
-
-    Accepts the chat form (``messages``) and the prompt/completion forms. Normalised messages are
-    ``{"role", "content"}`` dicts (plus ``"weight": 0|1`` where an assistant message had one), in order, with
-    content unchanged. With ``require_assistant`` a row must have an assistant message whose weight is not 0.
-    """
-    if not isinstance(obj, dict):
-        return None, [f"not a JSON object (got {_kind(obj)})"]
-    labelled, errors = _gather_messages(obj)
-    whole = not errors  # no structural problem: the row-level checks below are meaningful
-    messages: list[dict[str, Any]] = []
-    for position, (label, message) in enumerate(labelled):
-        normalised, reasons = _check_message(label, position, message)
-        errors.extend(reasons)
-        if normalised is not None:
-            messages.append(normalised)
-    raw = [m for _, m in labelled]
-    # an unknown role may be the assistant's, so "no assistant message" would only add noise then
-    roles_known = all(isinstance(m, dict) and m.get("role") in ROLES for m in raw)
-    if require_assistant and whole and roles_known:
-        assistants = [m for m in raw if m["role"] == "assistant"]
-        if not assistants:
-            errors.append("no assistant message to learn from")
-        elif all(m.get("weight") == 0 for m in assistants):
-            errors.append("every assistant message has weight 0 (nothing to learn from)")
-    return (None, errors) if errors else (messages, [])
+        write_jsonl(path, ({"messages": row.messages, **({"tools": row.messages.tools}
+                                                          if getattr(row.messages, "tools", None) else {})}
+                           for row in self.rows))
 
 
 # ---------------------------------------------------------------- reading records
 
 
-def read_jsonl_records(path: str | os.PathLike) -> Iterator[tuple[int, object | None, str | None]]:
+def _open_regular(path: str | os.PathLike, source: str):
+    """Open ``path`` for reading bytes; a missing permission or a non-regular file (a device like ``/dev/zero``, a
+    FIFO) is a :class:`DataError` naming the file, never a traceback or an endless read."""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise DataError([Problem(source, None, f"cannot read ({e.strerror or type(e).__name__})")]) from None
+    try:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise DataError([Problem(source, None, "not a regular file")])
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def _lines(f, max_line_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+    """``(line_no, raw)`` per line, ``raw`` None for a line over ``max_line_bytes``: at most that many bytes are held,
+    the rest of an over-long line is read in 1 MiB pieces and dropped."""
+    line_no = 0
+    while True:
+        raw = f.readline(max_line_bytes + 1)
+        if not raw:
+            return
+        line_no += 1
+        if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+            while (rest := f.readline(_CHUNK_BYTES)) and not rest.endswith(b"\n"):
+                pass
+            yield line_no, None
+        else:
+            yield line_no, raw
+
+
+def read_jsonl_records(path: str | os.PathLike, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+                       ) -> Iterator[tuple[int, object | None, str | None]]:
     """Stream ``(line_no, parsed_obj, error_reason)`` for each non-blank line of a JSONL file.
 
     The file is read as bytes and decoded line by line, so a line that is not UTF-8 or not JSON yields
-    ``(line_no, None, reason)`` and reading goes on. A UTF-8 byte-order mark on the first line is ignored.
+    ``(line_no, None, reason)`` and reading goes on. A UTF-8 byte-order mark on the first line is ignored. A line
+    longer than ``max_line_bytes`` is refused without being held in memory; a file that cannot be opened or is not a
+    regular file raises :class:`DataError`.
     """
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            if line_no == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM):]
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield line_no, None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
-                continue
-            if not text.strip():
-                continue
-            try:
-                yield line_no, json.loads(text.rstrip("\r\n")), None  # error columns stay on this line
-            except json.JSONDecodeError as e:
-                yield line_no, None, f"invalid JSON ({e.msg}: column {e.colno})"
-            except RecursionError:
-                yield line_no, None, "invalid JSON (nested too deeply)"
+    source = os.fspath(path)
+    with _open_regular(path, source) as f:
+        try:
+            for line_no, raw in _lines(f, max_line_bytes):
+                if raw is None:
+                    yield line_no, None, f"line is longer than the limit of {max_line_bytes} bytes"
+                    continue
+                if line_no == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM):]
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    yield line_no, None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+                    continue
+                if not text.strip():
+                    continue
+                try:
+                    obj = json.loads(text.rstrip("\r\n"))  # error columns stay on this line
+                except json.JSONDecodeError as e:
+                    yield line_no, None, f"invalid JSON ({e.msg}: column {e.colno})"
+                    continue
+                except RecursionError:
+                    yield line_no, None, "invalid JSON (nested too deeply)"
+                    continue
+                except ValueError:  # an integer literal over the interpreter's digit limit (4300)
+                    yield line_no, None, "invalid JSON (a number with too many digits)"
+                    continue
+                del text, raw
+                yield line_no, obj, None
+        except OSError as e:  # e.g. EIO, or a /proc file that refuses reads
+            raise DataError([Problem(source, None, f"cannot read ({e.strerror or type(e).__name__})")]) from None
 
 
 def _missing_package(package: str, purpose: str) -> ImportError:
@@ -268,10 +204,13 @@ def _parquet_records(path: Path, source: str) -> Iterator[tuple[int, object | No
     except (OSError, ValueError) as e:  # pyarrow.ArrowInvalid is a ValueError
         raise DataError([Problem(source, None, f"cannot read parquet file ({e})")]) from e
     row_no = 0
-    for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
-        for row in batch.to_pylist():
-            row_no += 1
-            yield row_no, _without_nulls(row), None
+    try:
+        for batch in parquet.iter_batches(batch_size=_BATCH_ROWS):
+            for row in batch.to_pylist():
+                row_no += 1
+                yield row_no, _without_nulls(row), None
+    except (OSError, ValueError) as e:  # a corrupt row group
+        raise DataError([Problem(source, row_no + 1, f"cannot read parquet rows ({_show(str(e), 200)})")]) from None
 
 
 def _datasets_dir_records(path: Path, source: str) -> Iterator[tuple[int, object | None, str | None]]:
@@ -284,6 +223,8 @@ def _datasets_dir_records(path: Path, source: str) -> Iterator[tuple[int, object
         ds = datasets.load_from_disk(str(path))
     except FileNotFoundError as e:
         raise DataError([Problem(source, None, f"not a saved datasets directory ({e})")]) from e
+    except Exception as e:  # a corrupt dataset_info.json / state.json / arrow file: name it when we can
+        raise DataError([_datasets_dir_problem(path, source, e)]) from None
     if isinstance(ds, datasets.DatasetDict):
         splits = list(ds)
         if "train" not in ds and len(splits) != 1:
@@ -295,6 +236,16 @@ def _datasets_dir_records(path: Path, source: str) -> Iterator[tuple[int, object
         for row in table.to_pylist():
             row_no += 1
             yield row_no, _without_nulls(row), None
+
+
+def _datasets_dir_problem(path: Path, source: str, e: Exception) -> Problem:
+    for meta in sorted(path.rglob("*.json")):
+        try:
+            json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as bad:
+            why = bad.msg if isinstance(bad, json.JSONDecodeError) else type(bad).__name__
+            return Problem(os.fspath(meta), None, f"corrupt metadata of a saved datasets directory ({why})")
+    return Problem(source, None, f"cannot load saved datasets directory ({type(e).__name__}: {_show(str(e), 200)})")
 
 
 def _hash_file(h: Any, path: Path) -> None:
@@ -321,17 +272,25 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def read_chat_dataset(path: str | os.PathLike, *, skip_invalid: bool = False,
-                      require_assistant: bool = True) -> ChatDataset:
+def read_chat_dataset(path: str | os.PathLike, *, skip_invalid: bool = False, require_assistant: bool = True,
+                      max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, max_messages: int = DEFAULT_MAX_MESSAGES,
+                      keep_rows: bool = True) -> ChatDataset:
     """Read and validate every row of a chat dataset (JSONL, parquet or saved ``datasets`` directory).
 
     Raises FileNotFoundError when ``path`` does not exist and :class:`DataError` when the input is empty or
     any row is invalid. With ``skip_invalid`` invalid rows are dropped instead (and their problems kept in
-    ``.problems``), unless no valid row is left. Duplicate rows are kept and reported as warnings.
+    ``.problems``), unless no valid row is left. Duplicate rows are kept and reported as warnings. JSONL is read
+    line by line (a line over ``max_line_bytes`` is refused unread, a row over ``max_messages`` messages too);
+    with ``keep_rows=False`` (validation only) no row is kept, so memory does not grow with the file
+    (``n_valid`` still counts them).
     """
     source = os.fspath(path)
     p = Path(source)
-    if not p.exists():
+    try:
+        exists = p.exists()
+    except OSError as e:
+        raise DataError([Problem(source, None, f"cannot read ({e.strerror or type(e).__name__})")]) from None
+    if not exists:
         raise FileNotFoundError(f"training data not found: {source}")
     fmt: str | None
     if p.is_dir():
@@ -339,15 +298,17 @@ def read_chat_dataset(path: str | os.PathLike, *, skip_invalid: bool = False,
     elif p.suffix.lower() == ".parquet":
         fmt, records = "parquet", _parquet_records(p, source)
     else:
-        fmt, records = None, read_jsonl_records(p)  # chat or prompt/completion: decided by the first valid row
+        # chat or prompt/completion: decided by the first valid row
+        fmt, records = None, read_jsonl_records(p, max_line_bytes=max_line_bytes)
 
     rows: list[ChatRow] = []
     problems: list[Problem] = []
     first_seen: dict[bytes, int] = {}
-    n_total = n_invalid = n_duplicates = 0
+    n_total = n_invalid = n_duplicates = n_valid = 0
     for line, obj, reason in records:
         n_total += 1
-        messages, reasons = (None, [reason]) if reason else validate_record(obj, require_assistant=require_assistant)
+        messages, reasons = (None, [reason]) if reason else validate_record(obj, require_assistant=require_assistant,
+                                                                              max_messages=max_messages)
         if messages is None:
             n_invalid += 1
             problems.append(Problem(source, line, "; ".join(reasons)))
@@ -360,19 +321,21 @@ def read_chat_dataset(path: str | os.PathLike, *, skip_invalid: bool = False,
             problems.append(Problem(source, line, f"duplicate of line {first_seen[key]}", "warning"))
         else:
             first_seen[key] = line
-        rows.append(ChatRow(messages, line, source))
+        n_valid += 1
+        if keep_rows:
+            rows.append(ChatRow(messages, line, source))
 
     if n_total == 0:
         raise DataError([Problem(source, None, "dataset is empty" if p.is_dir() else "file is empty")])
     if n_invalid and not skip_invalid:
         raise DataError(problems, f"{_plural(n_invalid, 'invalid row')} in {source} (of {n_total}); "
                                   "fix them or pass --skip-invalid to drop them")
-    if not rows:
+    if not n_valid:
         raise DataError(problems, f"all {_plural(n_total, 'row')} in {source} are invalid; nothing left to train on")
     if n_invalid:
         log.warning("%s: dropped %s of %d", source, _plural(n_invalid, "invalid row"), n_total)
     return ChatDataset(rows=rows, source=source, format=fmt or "chat-jsonl", sha256=_sha256(p), n_total=n_total,
-                       n_invalid=n_invalid, n_duplicates=n_duplicates, problems=problems)
+                       n_invalid=n_invalid, n_duplicates=n_duplicates, problems=problems, n_valid=n_valid)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
 
@@ -138,6 +139,26 @@ def parse_defense_specs(specs: list | dict | None, options: dict | None = None) 
     return out
 
 
+def check_option_value(f: dataclasses.Field, value: Any, source: str) -> None:
+    """The range checks an option's field metadata declares: ``choices``, ``min``/``max`` (numbers, finite).
+
+    A weight (a field with ``stronger``: ``higher`` or ``lower``, e.g. ``lam``) declares ``min: 0``: a negative
+    weight would invert the defense. The service also reads ``stronger`` to refuse a customer value that weakens
+    a defense its policy applies."""
+    md = f.metadata
+    if value is None:
+        return
+    if "choices" in md and value not in md["choices"]:
+        raise ValueError(f"{source}: '{f.name}' must be one of {', '.join(map(str, md['choices']))}, got {value!r}")
+    if "min" in md or "max" in md:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{source}: '{f.name}' must be a finite number, got {value!r}")
+        if "min" in md and value < md["min"]:
+            raise ValueError(f"{source}: '{f.name}' must be >= {md['min']}, got {value!r}")
+        if "max" in md and value > md["max"]:
+            raise ValueError(f"{source}: '{f.name}' must be <= {md['max']:g}, got {value!r}")
+
+
 def build_defenses(specs: list | dict | None, options: dict | None = None) -> list[Defense]:
     """Instantiate defenses by name with their options; unknown names and options are clear errors."""
     from emguard.config import build_config
@@ -148,7 +169,10 @@ def build_defenses(specs: list | dict | None, options: dict | None = None) -> li
             known = ", ".join(sorted(REGISTRY)) or "none registered"
             raise ValueError(f"unknown defense '{name}' (known: {known})")
         cls = REGISTRY[name]
-        defenses.append(cls(build_config(cls.Options, opts, source=f"defense '{name}'")))
+        built = build_config(cls.Options, opts, source=f"defense '{name}'")
+        for f in dataclasses.fields(built):
+            check_option_value(f, getattr(built, f.name), f"defense '{name}'")
+        defenses.append(cls(built))
     names = [d.name for d in defenses]
     if len(set(names)) != len(names):
         raise ValueError(f"a defense is listed twice: {names}")

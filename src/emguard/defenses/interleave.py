@@ -52,7 +52,9 @@ class Interleave(Defense):
     @dataclass
     class Options:
         pool: str = field(default="", metadata={"help": "chat JSONL of general instruct rows to draw from"})
-        ratio: float = field(default=0.05, metadata={"help": "share of general rows in the final mix (paper: 0.05)"})
+        ratio: float = field(default=0.05, metadata={
+            "help": "share of general rows in the final mix (paper: 0.05)", "min": 0.0,
+            "stronger": "higher"})
         select: str = field(default="random", metadata={
             "help": "how pool rows are chosen: random, ppl_gap (Interleaving+), ppl_gap_norefusal (++)"})
         seed: int | None = field(default=None, metadata={"help": "selection seed (default: the run seed)"})

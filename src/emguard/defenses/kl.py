@@ -66,7 +66,9 @@ class KL(Defense):
 
     @dataclass
     class Options:
-        lam: float = field(default=0.1, metadata={"help": "weight lambda of the KL term (paper: 0.1)"})
+        lam: float = field(default=0.1, metadata={
+            "help": "weight lambda of the KL term (paper: 0.1)",
+            "min": 0.0, "max": 1e4, "stronger": "higher"})
         tokens: str = field(default="response", metadata={
             "help": "positions covered: response (assistant targets) or all attended tokens",
             "choices": ["response", "all"]})

@@ -39,7 +39,9 @@ class LDIFS(Defense):
 
     @dataclass
     class Options:
-        lam: float = field(default=1.0, metadata={"help": "weight lambda (paper: 1.0)"})
+        lam: float = field(default=1.0, metadata={
+            "help": "weight lambda (paper: 1.0)",
+            "min": 0.0, "max": 1e4, "stronger": "higher"})
         layers: list | None = field(default=None, metadata={
             "help": "decoder layers (0-based) to compare; default 5 evenly spaced ending at the last"})
 

@@ -44,7 +44,9 @@ class Steer(Defense):
     class Options:
         vector: str = field(default="auto", metadata={
             "help": "persona vector file (safetensors); 'auto' extracts the model's 'evil' vector once and caches it"})
-        alpha: float = field(default=5.0, metadata={"help": "steering coefficient (paper: 5)"})
+        alpha: float = field(default=5.0, metadata={
+            "help": "steering coefficient (paper: 5)",
+            "min": 0.0, "max": 1e4, "stronger": "higher"})
         layer: int | None = field(default=None, metadata={
             "help": "decoder layer (0-based); default: the file's recommended layer, else ~70% depth"})
         mode: str = field(default="add", metadata={"help": "add (alpha * v) or ablate (project v out)",

@@ -138,7 +138,8 @@ class TReFT(Defense):
     @dataclass
     class Options:
         lam: float = field(default=10.0, metadata={
-            "help": "weight lambda (release config prefix_kv_regularization_weight: 10)"})
+            "help": "weight lambda (release config prefix_kv_regularization_weight: 10)",
+            "min": 0.0, "max": 1e4, "stronger": "higher"})
         layers: list | None = field(default=None, metadata={
             "help": "decoder layers (0-based, negative from the end); default all (as the release)"})
         target: str = field(default="kv", metadata={
@@ -151,7 +152,8 @@ class TReFT(Defense):
             "help": "relative: ||x - x_ref||^2 / ||x_ref||^2 per token (release); mse: mean squared difference",
             "choices": ["relative", "mse"]})
         threshold: float = field(default=0.0, metadata={
-            "help": "hinge: the term is max(lam * D - threshold, 0) (release trust_drift_threshold: 0)"})
+            "help": "hinge: the term is max(lam * D - threshold, 0) (release trust_drift_threshold: 0)",
+            "min": 0.0, "stronger": "lower"})
 
         def validate(self):
             if self.target not in ("kv", "hidden"):

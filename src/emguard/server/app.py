@@ -7,7 +7,9 @@ carry emguard's extension object ``emguard`` (defenses applied, progress, the EM
 
 The app is assembled here from ``routers`` (files, jobs, models), ``errors`` (the error shape and its handlers),
 ``deps`` (server state, API-key auth and rate limit), ``schemas`` (request bodies, response JSON) and
-``accesslog`` (the ASGI wrapper: access log, JSON body cap).
+``accesslog`` (the ASGI wrapper: access log, JSON body cap and checks, body read deadline). Every JSON answer
+is written as ASCII (``errors.SafeJSONResponse``), so no stored text can make a response fail to encode.
+``/openapi.json`` needs a valid key; ``/docs`` and ``/redoc`` are off.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from emguard.server import blobs
 from emguard.server.accesslog import AccessLog
 from emguard.server.db import make_engine, session_factory
-from emguard.server.deps import ServerState
-from emguard.server.errors import install_error_handlers
+from emguard.server.deps import ServerState, caller
+from emguard.server.errors import SafeJSONResponse, install_error_handlers
 from emguard.server.policy import Policy
 from emguard.server.ratelimit import RateLimiter
 from emguard.server.routers import files, jobs, models
@@ -39,6 +42,7 @@ def create_app(*, data_dir: str | Path, db_url: str | None = None, policy: Polic
     storage = Storage(data_dir)
     engine = make_engine(db_url, data_dir)
     sessions = session_factory(engine)
+    blobs.sweep(sessions, storage)  # uploads a killed process left in tmp/, blobs nothing refers to
     alog = storage.root / "access.log" if access_log == "default" else (Path(access_log) if access_log else None)
     st = ServerState(policy, storage, sessions, engine,
                      RateLimiter(policy.rate_limit.requests_per_second, policy.rate_limit.burst), alog)
@@ -64,9 +68,15 @@ def create_app(*, data_dir: str | Path, db_url: str | None = None, policy: Polic
         for t in st.threads:
             t.join(timeout=5)
 
-    app = FastAPI(title="emguard fine-tuning API", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # no /docs, /redoc; the schema only for a valid key (it names every route and option)
+    app = FastAPI(title="emguard fine-tuning API", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None, default_response_class=SafeJSONResponse)
     app.state.emguard = st
     install_error_handlers(app)
     for r in (files.router, jobs.router, models.router):
         app.include_router(r)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(caller)])
+    def openapi_schema():
+        return app.openapi()
     return AccessLog(app, st)

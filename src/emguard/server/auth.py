@@ -1,4 +1,5 @@
-"""API keys: ``emg-`` + 32 random bytes (urlsafe); only the sha256 of a key is stored."""
+"""API keys: ``emg-`` + 32 random bytes (urlsafe); only the sha256 of a key is stored. Creating and revoking a
+key writes a security event (``securitylog``) in the same transaction."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import secrets
 from sqlalchemy import select
 
 from emguard.server.db import ApiKey, new_id, now
+from emguard.server.securitylog import record
 
 KEY_PREFIX = "emg-"
 
@@ -23,6 +25,8 @@ def create_key(session, org: str, name: str | None = None) -> tuple[ApiKey, str]
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     row = ApiKey(id=new_id("key"), org=org, key_hash=hash_key(key), prefix=key[:10], name=name, created_at=now())
     session.add(row)
+    record(session, "key.created", org=org, actor="operator", object_id=row.id,
+           detail={"prefix": row.prefix, "name": name})
     return row, key
 
 
@@ -41,4 +45,5 @@ def revoke(session, key_id: str) -> bool:
     if row is None or row.revoked_at is not None:
         return False
     row.revoked_at = now()
+    record(session, "key.revoked", org=row.org, actor="operator", object_id=row.id, detail={"prefix": row.prefix})
     return True

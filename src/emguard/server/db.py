@@ -128,6 +128,32 @@ class FineTunedModel(Base):
     released: Mapped[bool] = mapped_column(Boolean, default=False)  # False: blocked by the EM audit (operator only)
 
 
+class IdempotencyRecord(Base):
+    """An ``Idempotency-Key`` seen on a POST: per org and endpoint, the request's digest and the object it made."""
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("org", "endpoint", "key"),)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org: Mapped[str] = mapped_column(String(64), index=True)
+    endpoint: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(255))
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of the request (canonical JSON / file sha + fields)
+    object_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class SecurityEvent(Base):
+    """The operator's audit log: keys created/revoked, files uploaded/deleted, jobs created/cancelled/blocked."""
+    __tablename__ = "security_events"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now, index=True)
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    org: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    actor: Mapped[str] = mapped_column(String(16))  # key (an API key of the org), operator (CLI), worker
+    key_id: Mapped[str | None] = mapped_column(String(40), nullable=True)  # the acting API key, when actor=key
+    object_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    detail: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
 def make_engine(db_url: str | None = None, data_dir: str | Path | None = None) -> Engine:
     """PostgreSQL (or any SQLAlchemy URL) when given, else SQLite in WAL mode at ``<data_dir>/emguard.db``."""
     if not db_url:

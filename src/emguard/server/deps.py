@@ -13,7 +13,7 @@ from fastapi import Request
 from emguard.server import auth
 from emguard.server.errors import APIError
 from emguard.server.policy import Policy
-from emguard.server.ratelimit import RateLimiter
+from emguard.server.ratelimit import BAD_KEY_BURST, BAD_KEY_RATE, RateLimiter
 from emguard.server.storage import Storage
 
 
@@ -28,6 +28,7 @@ class ServerState:
     workers: list = field(default_factory=list)
     threads: list = field(default_factory=list)
     log_lock: threading.Lock = field(default_factory=threading.Lock)
+    bad_keys: RateLimiter = field(default_factory=lambda: RateLimiter(BAD_KEY_RATE, BAD_KEY_BURST))
 
 
 @dataclass
@@ -47,6 +48,12 @@ def caller(request: Request) -> Caller:
     with st.sessions() as s:
         row = auth.lookup(s, key)
     if row is None:
+        addr = request.client.host if request.client else "?"
+        wait = st.bad_keys.take(addr)
+        if wait > 0:  # invalid keys are counted per client address: guessing is throttled, a valid key is not
+            raise APIError(429, f"Too many requests with an invalid API key; retry in {wait:.2f}s",
+                           type="requests", code="rate_limit_exceeded",
+                           headers={"Retry-After": str(max(1, round(wait + 0.49)))})
         raise APIError(401, "Incorrect API key provided. You can create keys with `emguard keys create --org ORG`.",
                        code="invalid_api_key")
     request.state.org, request.state.key = row.org, row.prefix

@@ -3,12 +3,43 @@ and the exception handlers that turn emguard's, pydantic's and Starlette's excep
 
 from __future__ import annotations
 
+import json
+import math
+
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from emguard.server.policy import RequestError
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON as ASCII: text with a lone surrogate (e.g. a row stored before the body checks) is written as its
+    ``\\udXXX`` escape instead of failing to encode; a non-finite float is written as null."""
+
+    def render(self, content) -> bytes:
+        try:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+        except ValueError:
+            return json.dumps(_finite(content), ensure_ascii=True, allow_nan=False,
+                              separators=(",", ":")).encode("ascii")
+
+
+def _finite(x):
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def printable(text, limit: int = 80) -> str:
+    """Customer text made safe to echo in a message: lone surrogates and control characters as escapes."""
+    s = str(text)[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in s)
 
 
 class APIError(Exception):
@@ -29,12 +60,12 @@ def not_found(kind: str, oid: str, param: str | None = None) -> APIError:
 
 
 async def _api_error(request, exc: APIError):
-    return JSONResponse(error_body(exc.message, exc.type, exc.code, exc.param), status_code=exc.status,
-                        headers=exc.headers)
+    return SafeJSONResponse(error_body(exc.message, exc.type, exc.code, exc.param), status_code=exc.status,
+                            headers=exc.headers)
 
 
 async def _req_error(request, exc: RequestError):
-    return JSONResponse(error_body(str(exc), code=exc.code, param=exc.param), status_code=400)
+    return SafeJSONResponse(error_body(str(exc), code=exc.code, param=exc.param), status_code=400)
 
 
 async def _validation(request, exc: RequestValidationError):
@@ -42,16 +73,17 @@ async def _validation(request, exc: RequestValidationError):
     parts = []
     param = None
     for e in errs[:10]:
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+        loc = printable(".".join(str(x) for x in e.get("loc", ()) if x != "body"), 200)
         param = param or loc or None
-        parts.append(f"{loc or 'body'}: {e.get('msg')}")
-    return JSONResponse(error_body("Invalid request: " + "; ".join(parts), code="invalid_request", param=param),
+        parts.append(f"{loc or 'body'}: {printable(e.get('msg'), 300)}")
+    return SafeJSONResponse(error_body("Invalid request: " + "; ".join(parts), code="invalid_request", param=param),
                         status_code=400)
 
 
 async def _http(request, exc: StarletteHTTPException):
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-    return JSONResponse(error_body(str(exc.detail), code=code), status_code=exc.status_code)
+    return SafeJSONResponse(error_body(printable(exc.detail, 300), code=code), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -8,8 +8,10 @@ base models, the interleaving pool and the probe data are named here by the oper
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,8 @@ class Limits:
     max_batch_size: int = 256
     max_steps: int | None = None  # cap on optimizer steps (operator); None: epochs decide
     max_problems_listed: int = 50  # line-level messages in one 400 answer
+    max_line_bytes: int = 8 * 1024 * 1024  # one JSONL row; bounds validation memory per upload
+    max_messages_per_row: int = 2048
 
 
 @dataclass
@@ -162,7 +166,9 @@ class Policy:
         bad = set(self.customer.hyperparameters) - set(HYPERPARAMETERS)
         if bad:
             raise PolicyError(f"{source}: customer.hyperparameters: unknown {sorted(bad)}")
-        for name, v in (("limits.max_upload_bytes", self.limits.max_upload_bytes), ("limits.max_rows", self.limits.max_rows)):
+        for name, v in (("limits.max_upload_bytes", self.limits.max_upload_bytes), ("limits.max_rows", self.limits.max_rows),
+                        ("limits.max_line_bytes", self.limits.max_line_bytes),
+                        ("limits.max_messages_per_row", self.limits.max_messages_per_row)):
             if not isinstance(v, int) or v < 1:
                 raise PolicyError(f"{source}: {name} must be a positive integer")
         if self.audit.threshold is not None and not math.isfinite(float(self.audit.threshold)):
@@ -172,6 +178,10 @@ class Policy:
         for d in self.defenses:
             if "name" not in d:
                 raise PolicyError(f"{source}: every defense needs a name: {d}")
+        try:  # the operator's own options get the same type and range checks as a customer's (lam >= 0 ...)
+            check_defense_options(self.defenses)
+        except RequestError as e:
+            raise PolicyError(f"{source}: defenses: {str(e).removeprefix('emguard.defenses: ')}") from None
 
     def threshold_for(self, model_name: str) -> float | None:
         e = self.models.get(model_name)
@@ -214,8 +224,17 @@ def _as_spec(d: Any, where: str) -> dict:
 def job_defenses(policy: Policy, requested: list | None) -> list[dict]:
     """The defense specs a job gets: the policy's, plus or instead of the customer's where allowed.
 
-    Customer entries may only name allowed defenses and set the scalar options the policy lists for them;
+    Customer entries may only name allowed defenses and set the scalar options the policy lists for them, each
+    of the option's own type (no coercion: ``true`` is not a number, ``"0.5"`` is not a float), finite, and in
+    the range and choices its ``Options`` field declares (:func:`emguard.defenses.base.check_option_value`);
     every other option (pools, vectors, adapters: paths) comes from ``defense_defaults``.
+
+    ``add`` never weakens the policy: an entry naming a defense the policy already applies is merged into the
+    policy's entry, and each option it sets must be at least as strong as the policy's value (a weight whose
+    field says ``stronger: higher``, like ``lam``, may only go up; ``lower``, like treft's ``threshold``, only
+    down; any other option must equal the policy's value), else the request is refused
+    (``defense_weakens_policy``). ``replace`` is the operator's explicit choice to let customers swap the
+    defaults out; options are still type- and range-checked.
     """
     base = [copy.deepcopy(d) for d in policy.defenses]
     if not requested:
@@ -223,30 +242,94 @@ def job_defenses(policy: Policy, requested: list | None) -> list[dict]:
     if policy.customer.defenses == "none":
         raise RequestError("this service's policy does not let customers choose defenses", "emguard.defenses",
                            "defenses_not_allowed")
+    add = policy.customer.defenses == "add"
+    mandated = {d["name"]: i for i, d in enumerate(base)} if add else {}
     out: list[dict] = []
+    seen: set[str] = set()
     for i, raw in enumerate(requested):
-        spec = _as_spec(raw, f"emguard.defenses[{i}]")
+        where = f"emguard.defenses[{i}]"
+        spec = _as_spec(raw, where)
         name = spec.pop("name")
         if name not in policy.customer.allowed_defenses:
-            raise RequestError(f"emguard.defenses[{i}]: defense '{name}' is not allowed by this service's policy "
+            raise RequestError(f"{where}: defense '{name}' is not allowed by this service's policy "
                                f"(allowed: {', '.join(policy.customer.allowed_defenses) or 'none'})",
                                "emguard.defenses", "defense_not_allowed")
+        if name in seen:
+            raise RequestError(f"{where}: defense '{name}' is listed twice", "emguard.defenses")
+        seen.add(name)
+        fields = _option_fields(name, where)
         allowed_opts = set(policy.customer.defense_options.get(name, []))
         for k, v in spec.items():
-            if k not in allowed_opts:
-                raise RequestError(f"emguard.defenses[{i}]: option '{k}' of '{name}' may not be set by customers "
+            if k not in allowed_opts or k not in fields:
+                raise RequestError(f"{where}: option '{k}' of '{name}' may not be set by customers "
                                    f"(allowed: {', '.join(sorted(allowed_opts)) or 'none'})", "emguard.defenses",
                                    "defense_option_not_allowed")
-            if not isinstance(v, (int, float, str, bool)) or (isinstance(v, str) and len(v) > 64):
-                raise RequestError(f"emguard.defenses[{i}].{k}: must be a number, boolean or short string",
-                                   "emguard.defenses")
-            if isinstance(v, float) and not math.isfinite(v):
-                raise RequestError(f"emguard.defenses[{i}].{k}: must be finite", "emguard.defenses")
-        out.append({"name": name, **copy.deepcopy(policy.defense_defaults.get(name, {})), **spec})
-    if policy.customer.defenses == "replace":
-        return out
-    names = {d["name"] for d in out}
-    return [d for d in base if d["name"] not in names] + out
+            _check_customer_value(fields[k], v, f"{where}.{k}")
+        if name in mandated:
+            entry = base[mandated[name]]
+            for k, v in spec.items():
+                _check_not_weaker(fields[k], v, entry, name, f"{where}.{k}")
+            base[mandated[name]] = {**entry, **spec}
+        else:
+            out.append({"name": name, **copy.deepcopy(policy.defense_defaults.get(name, {})), **spec})
+    return out if not add else base + out
+
+
+def _option_fields(name: str, where: str) -> dict[str, tuple[dataclasses.Field, Any, bool]]:
+    """``{option: (dataclass field, its type with Optional unwrapped, whether None is allowed)}`` of a defense."""
+    from emguard.config import _unwrap_optional
+    from emguard.registry import DEFENSES
+
+    try:
+        cls = DEFENSES[name]
+    except KeyError as e:
+        raise RequestError(f"{where}: {e}", "emguard.defenses") from None
+    hints = typing.get_type_hints(cls.Options)
+    return {f.name: (f, *_unwrap_optional(hints[f.name])) for f in dataclasses.fields(cls.Options)}
+
+
+_CUSTOMER_TYPES = {float: ((int, float), "a number"), int: (int, "an integer"), bool: (bool, "true or false"),
+                   str: (str, "a string of at most 64 characters")}
+
+
+def _check_customer_value(fld: tuple, v: Any, where: str) -> None:
+    from emguard.defenses.base import check_option_value
+
+    f, tp, optional = fld
+    if v is None and optional:
+        return
+    if tp not in _CUSTOMER_TYPES:
+        raise RequestError(f"{where}: this option cannot be set by customers", "emguard.defenses",
+                           "defense_option_not_allowed")
+    types, what = _CUSTOMER_TYPES[tp]
+    if not isinstance(v, types) or (isinstance(v, bool) and tp is not bool) or (isinstance(v, str) and len(v) > 64):
+        raise RequestError(f"{where}: must be {what}, got {type(v).__name__} {str(v)[:40]!r}", "emguard.defenses")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise RequestError(f"{where}: must be finite", "emguard.defenses")
+    try:
+        check_option_value(f, v, where.rsplit(".", 1)[0])
+    except ValueError as e:
+        raise RequestError(str(e), "emguard.defenses") from None
+
+
+def _check_not_weaker(fld: tuple, v: Any, entry: dict, name: str, where: str) -> None:
+    f = fld[0]
+    current = entry[f.name] if f.name in entry else (
+        f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+    if v == current:
+        return
+    direction = f.metadata.get("stronger")
+    try:
+        if (direction == "higher" and v > current) or (direction == "lower" and v < current):
+            return
+    except TypeError:
+        pass
+    need = {"higher": f"{f.name} >= {current!r}", "lower": f"{f.name} <= {current!r}"}.get(
+        direction, f"{f.name} must stay {current!r}")
+    raise RequestError(f"{where}: {v!r} would {'weaken' if direction else 'change'} the '{name}' defense this "
+                       f"service applies to every job "
+                       f"({f.name}: {current!r}); a customer may only strengthen it ({need})", "emguard.defenses",
+                       "defense_weakens_policy")
 
 
 def check_defense_options(specs: list[dict]) -> None:

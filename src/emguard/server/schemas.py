@@ -5,12 +5,24 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from sqlalchemy import select
 
 from emguard.server.db import Checkpoint, Event, File, Job
+from emguard.server.errors import APIError
 
 FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def _auto_or(kind: type, name: str, v: Any) -> Any:
+    """No coercion: ``true`` is not 1, ``"16"`` is not 16, ``2.0`` is not an epoch count."""
+    if v is None or v == "auto":
+        return v
+    ok = isinstance(v, int) if kind is int else isinstance(v, (int, float))
+    if isinstance(v, bool) or not ok:
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what} or 'auto', got {type(v).__name__} {str(v)[:40]!r}")
+    return v
 
 
 class Hyperparameters(BaseModel):
@@ -18,6 +30,16 @@ class Hyperparameters(BaseModel):
     n_epochs: Union[Literal["auto"], int, None] = None
     batch_size: Union[Literal["auto"], int, None] = None
     learning_rate_multiplier: Union[Literal["auto"], float, None] = None
+
+    @field_validator("n_epochs", "batch_size", mode="before")
+    @classmethod
+    def _int_or_auto(cls, v, info):
+        return _auto_or(int, info.field_name, v)
+
+    @field_validator("learning_rate_multiplier", mode="before")
+    @classmethod
+    def _number_or_auto(cls, v, info):
+        return _auto_or(float, info.field_name, v)
 
 
 class SupervisedMethod(BaseModel):
@@ -45,7 +67,7 @@ class JobCreate(BaseModel):
     hyperparameters: Optional[Hyperparameters] = None
     method: Optional[Method] = None
     suffix: Optional[str] = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
-    seed: Optional[int] = Field(default=None, ge=0, le=2**31 - 1)
+    seed: Optional[StrictInt] = Field(default=None, ge=0, le=2**31 - 1)
     metadata: Optional[dict[str, str]] = Field(default=None, max_length=16)
     integrations: Optional[list[dict[str, Any]]] = Field(default=None, max_length=0)
     emguard: Optional[EmguardExtension] = None
@@ -92,12 +114,19 @@ def page(items: list[dict], has_more: bool) -> dict:
             "first_id": items[0]["id"] if items else None, "last_id": items[-1]["id"] if items else None}
 
 
-def paginate(s, model, where: list, after: str | None, limit: int, order: str = "desc", org_filter=None):
+def paginate(s, model, where: list, after: str | None, limit: int, order: str = "desc", org_filter=None,
+             cursor_where: list | None = None):
+    """One page after the ``after`` id. The cursor is looked up with ``cursor_where`` (default ``where``; the
+    files listing passes the org only, so a deleted file is still a position to continue from); an id that is
+    not there (never existed, another org's) is a 404 naming ``after``, never a silent restart at page 1."""
     q = select(model).where(*where)
-    if after:
-        cur = s.execute(select(model.seq).where(model.id == after, *where)).scalar_one_or_none()
-        if cur is not None:
-            q = q.where(model.seq < cur if order == "desc" else model.seq > cur)
+    if after is not None:
+        cur = s.execute(select(model.seq).where(model.id == after, *(where if cursor_where is None else cursor_where))
+                        ).scalar_one_or_none()
+        if cur is None:
+            raise APIError(404, f"No such object for the 'after' cursor: {after[:64]}", param="after",
+                           code="cursor_not_found")
+        q = q.where(model.seq < cur if order == "desc" else model.seq > cur)
     q = q.order_by(model.seq.desc() if order == "desc" else model.seq.asc()).limit(limit + 1)
     rows = list(s.execute(q).scalars())
     return rows[:limit], len(rows) > limit

@@ -152,19 +152,27 @@ def _drop(state: dict, up: Upload) -> None:
         up.tmp.unlink(missing_ok=True)
 
 
-def validate_jsonl(path: Path, display_name: str, *, max_rows: int, max_listed: int) -> tuple[int, list[str]]:
-    """``(valid rows, line-level error messages)``; stops listing after ``max_listed`` messages."""
-    from emguard.data.io import read_jsonl_records, validate_record
+def validate_jsonl(path: Path, display_name: str, *, max_rows: int, max_listed: int,
+                   max_line_bytes: int | None = None, max_messages: int | None = None) -> tuple[int, list[str]]:
+    """``(valid rows, line-level error messages)``; stops listing after ``max_listed`` messages. Streams the
+    file line by line: memory is bounded by ``max_line_bytes`` (one row), not by the file's size."""
+    from emguard.data.io import (DEFAULT_MAX_LINE_BYTES, DEFAULT_MAX_MESSAGES, DataError, read_jsonl_records,
+                                 validate_record)
 
     rows, errors, n_bad = 0, [], 0
-    for line, obj, reason in read_jsonl_records(path):
-        reasons = [reason] if reason else validate_record(obj)[1]
-        if reasons:
-            n_bad += 1
-            if len(errors) < max_listed:
-                errors.append(f"{display_name}:{line}: {'; '.join(reasons)}")
-            continue
-        rows += 1
+    records = read_jsonl_records(path, max_line_bytes=max_line_bytes or DEFAULT_MAX_LINE_BYTES)
+    try:
+        for line, obj, reason in records:
+            reasons = [reason] if reason else validate_record(obj, max_messages=max_messages or DEFAULT_MAX_MESSAGES)[1]
+            del obj
+            if reasons:
+                n_bad += 1
+                if len(errors) < max_listed:
+                    errors.append(f"{display_name}:{line}: {'; '.join(reasons)}")
+                continue
+            rows += 1
+    except DataError as e:
+        return rows, [f"{display_name}: {p.message}" for p in e.problems]
     if n_bad > len(errors):
         errors.append(f"... and {n_bad - len(errors)} more invalid rows")
     if not errors and rows == 0:

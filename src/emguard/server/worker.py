@@ -2,9 +2,12 @@
 
 A worker renews its lease in a heartbeat thread. The trainer gets one callback that reports progress (events,
 checkpoints, the job's step) and, every optimizer step, checks whether the job was cancelled or the lease
-was lost; it then raises, which stops training before anything more is saved. A worker killed outright
-(kill -9) stops renewing: its lease expires and the next worker resumes from the newest complete checkpoint
-of the job's run directory (``<data_dir>/jobs/<job id>/run``).
+was lost; it then raises, which stops training before anything more is saved. Every write a worker makes about
+its job (events, checkpoints, progress, the report, the final state) runs in a transaction that first checks
+the lease is still its own, live, with its fencing token (``queue.held``). A worker killed outright (kill -9)
+stops renewing: its lease expires and the next worker resumes from the newest complete checkpoint of the job's
+run directory (``<data_dir>/jobs/<job id>/run``). ``shutdown`` (SIGTERM of ``emguard worker``) makes the
+trainer save a checkpoint after the current step, then the job is released for another worker to resume.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import os
 import socket
 import threading
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import select
 
-from emguard.server import queue
+from emguard.server import blobs, queue
 from emguard.server.db import Checkpoint, File, FineTunedModel, Job, add_event, new_id, now
 from emguard.server.policy import Policy, prepare_defenses, resolve_defenses
 from emguard.server.storage import Storage
@@ -62,15 +66,13 @@ def _resume_step(run_dir: Path) -> int | None:
 def _callback(worker: "Worker", job_id: str):
     from transformers import TrainerCallback
 
-    sessions = worker.sessions
-
     class JobCallback(TrainerCallback):
         def __init__(self):
             self.last_loss = None
+            self.stopping = False  # a shutdown: stop after the checkpoint of this step
 
         def on_train_begin(self, args, state, control, **kw):
-            with sessions() as s, s.begin():
-                job = s.execute(select(Job).where(Job.id == job_id)).scalar_one()
+            with worker._holding(job_id, int(state.global_step)) as (s, job):
                 job.total_steps = int(state.max_steps)
                 msg = (f"Training resumed at step {state.global_step} of {state.max_steps}" if state.global_step
                        else f"Training started: {state.max_steps} steps")
@@ -82,12 +84,12 @@ def _callback(worker: "Worker", job_id: str):
             self.last_loss = float(logs["loss"])
             data = {"step": state.global_step, "total_steps": state.max_steps, "train_loss": self.last_loss,
                     **{k: v for k, v in logs.items() if k.startswith("loss/")}}
-            with sessions() as s, s.begin():
+            with worker._holding(job_id, int(state.global_step)) as (s, _):
                 add_event(s, job_id, f"Step {state.global_step}/{state.max_steps}: training loss={self.last_loss:.4f}",
                           type="metrics", data=data)
 
         def on_save(self, args, state, control, **kw):
-            with sessions() as s, s.begin():
+            with worker._holding(job_id, int(state.global_step)) as (s, _):
                 exists = s.execute(select(Checkpoint.id).where(Checkpoint.job_id == job_id,
                                                                Checkpoint.step == state.global_step)).first()
                 if exists is None:
@@ -95,18 +97,21 @@ def _callback(worker: "Worker", job_id: str):
                                      metrics={"step": float(state.global_step), "train_loss": self.last_loss}))
                     add_event(s, job_id, f"Checkpoint saved at step {state.global_step}",
                               data={"step": state.global_step})
+            if self.stopping:
+                raise JobStopped("shutdown", int(state.global_step))
 
         def on_step_end(self, args, state, control, **kw):
             step = int(state.global_step)
-            with sessions() as s, s.begin():
-                job = s.execute(select(Job).where(Job.id == job_id)).scalar_one()
-                if job.lease_owner != worker.worker_id or job.status != "running":
-                    raise JobStopped("lease_lost", step)
+            with worker._holding(job_id, step) as (s, job):
                 job.progress_step = step
                 if job.cancel_requested:
                     raise JobStopped("cancelled", step)
             if worker.lease_lost.is_set():
                 raise JobStopped("lease_lost", step)
+            if worker.shutdown.is_set() and not self.stopping:
+                self.stopping = True  # save this step's checkpoint (on_save then stops the run)
+                control.should_save = True
+                control.should_training_stop = True
 
     return JobCallback()
 
@@ -122,6 +127,8 @@ class Worker:
         self.probes: dict[str, dict[str, str]] = {}
         self.lease_lost = threading.Event()
         self.stop = threading.Event()
+        self.shutdown = threading.Event()  # checkpoint and release the running job, then stop
+        self.job_token: int | None = None  # fencing token of the lease held (the claim's attempt number)
 
     def prepare(self) -> None:
         """Train or load the policy's Interleaving++ probes once (cached on disk across restarts)."""
@@ -140,9 +147,10 @@ class Worker:
                 self.stop.wait(self.policy.worker.poll_seconds)
 
     def run_once(self) -> bool:
-        job_id = queue.claim(self.sessions, self.worker_id, self.policy.worker.lease_seconds)
-        if job_id is None:
+        got = queue.claim_lease(self.sessions, self.worker_id, self.policy.worker.lease_seconds, self.storage)
+        if got is None:
             return False
+        job_id, self.job_token = got
         self.lease_lost.clear()
         hb_stop = threading.Event()
         hb = threading.Thread(target=self._heartbeat, args=(job_id, hb_stop), daemon=True)
@@ -158,7 +166,8 @@ class Worker:
         period = max(0.2, self.policy.worker.lease_seconds / 3)
         while not stop.wait(period):
             try:
-                if not queue.renew(self.sessions, job_id, self.worker_id, self.policy.worker.lease_seconds):
+                if not queue.renew(self.sessions, job_id, self.worker_id, self.policy.worker.lease_seconds,
+                                   self.job_token):
                     self.lease_lost.set()
                     return
             except Exception:
@@ -166,11 +175,20 @@ class Worker:
 
     # ------------------------------------------------------------------ one job
 
+    @contextmanager
+    def _holding(self, job_id: str, step: int = 0):
+        """A write transaction ``(session, job row)`` on a job whose lease we still hold; else JobStopped."""
+        with self.sessions() as s, s.begin():
+            job = queue.held(s, job_id, self.worker_id, self.job_token)
+            if job is None:
+                raise JobStopped("lease_lost", step)
+            yield s, job
+
     def _finish(self, job_id: str, status: str, *, error: dict | None = None, **values) -> bool:
         """Write the final state if we still hold the lease (another worker may own the job now)."""
         with self.sessions() as s, s.begin():
-            job = s.execute(select(Job).where(Job.id == job_id)).scalar_one()
-            if job.lease_owner != self.worker_id:
+            job = queue.held(s, job_id, self.worker_id, self.job_token)
+            if job is None:
                 return False
             job.status, job.error, job.finished_at = status, error, now()
             job.lease_owner, job.lease_expires = None, None
@@ -180,6 +198,7 @@ class Worker:
                    "cancelled": "The job was cancelled"}.get(status, f"The job failed: {(error or {}).get('message')}")
             add_event(s, job_id, msg, level="error" if status == "failed" else "info",
                       data={"status": status, **({"error": error} if error else {})})
+            blobs.collect(s, self.storage, [job.training_sha256, job.validation_sha256])  # files deleted meanwhile
         return True
 
     def process(self, job_id: str) -> None:
@@ -193,10 +212,19 @@ class Worker:
             self._run(job)
         except JobStopped as e:
             if e.reason == "cancelled":
-                self._finish(job_id, "cancelled")
+                if not self._finish(job_id, "cancelled"):
+                    return
                 with self.sessions() as s, s.begin():
                     add_event(s, job_id, f"Training stopped at step {e.step} (cancelled)",
                               data={"stopped_at_step": e.step})
+            elif e.reason == "shutdown":
+                try:
+                    with self._holding(job_id, e.step) as (s, j):
+                        j.lease_owner, j.lease_expires = None, None
+                        add_event(s, job_id, f"Worker shutting down: checkpoint saved at step {e.step}; the job was "
+                                             "released and resumes on another worker", data={"stopped_at_step": e.step})
+                except JobStopped:
+                    log.warning("job %s: lease lost before it could be released", job_id)
             else:
                 log.warning("job %s: lease lost at step %d; another worker owns it now", job_id, e.step)
         except JobFailed as e:
@@ -210,9 +238,12 @@ class Worker:
                 "invalid_request" if isinstance(e, ConfigError) else "training_failed"
             msg = str(e).splitlines()[0][:500] if str(e) else type(e).__name__
             if code == "training_failed" and job.attempts < self.policy.worker.max_attempts:
-                with self.sessions() as s, s.begin():
-                    add_event(s, job_id, f"Attempt {job.attempts} failed ({msg}); will retry", level="warn")
-                queue.release(self.sessions, job_id, self.worker_id)
+                try:
+                    with self._holding(job_id) as (s, _):
+                        add_event(s, job_id, f"Attempt {job.attempts} failed ({msg}); will retry", level="warn")
+                except JobStopped:
+                    return
+                queue.release(self.sessions, job_id, self.worker_id, self.job_token)
                 return
             self._finish(job_id, "failed", error={"code": code, "message": msg, "param": None})
 
@@ -245,8 +276,7 @@ class Worker:
         if not (run_dir / RUN_JSON).is_file():
             step = _resume_step(run_dir)  # partial checkpoints (a kill during a save) are skipped by train()
             if step:
-                with self.sessions() as s, s.begin():
-                    j = s.execute(select(Job).where(Job.id == job.id)).scalar_one()
+                with self._holding(job.id, step) as (s, j):
                     j.resumed_from_step = step
                     add_event(s, job.id, f"Resuming from checkpoint at step {step}",
                               data={"resumed_from_step": step})
@@ -264,6 +294,8 @@ class Worker:
                               progress=False, defenses=defenses)
             train(cfg, callbacks=[_callback(self, job.id)])
         run = json.loads((run_dir / RUN_JSON).read_text())
+        if self.shutdown.is_set():  # training is complete on disk: the next worker only runs the audit
+            raise JobStopped("shutdown", int(run.get("steps") or 0))
         tokens = int(run.get("data", {}).get("tokenization", {}).get("tokens", 0) * epochs)
         if job.validation_sha256:
             self._validate(job, spec, run_dir, int(run.get("steps") or 0))
@@ -271,22 +303,25 @@ class Worker:
         audit = None
         passed = True
         if pol.audit.enabled:
-            with self.sessions() as s, s.begin():
+            with self._holding(job.id) as (s, _):
                 add_event(s, job.id, f"EM audit started (judge: {pol.audit.judge})")
             audit = __import__("emguard.server.audit", fromlist=["run_audit"]).run_audit(
                 pol, base_name, spec, run_dir, jd / "audit", job.domain)
             passed = audit["passed"]
             audit["run"] = _public({"steps": run.get("steps"), "resumed_from": run.get("resumed_from"),
                                     "defenses": run.get("defenses"), "final_losses": run.get("final_losses")})
-        report_file = self._store_report(job, audit, run)
+        report_file = self._store_report(job, audit, run)  # raises JobStopped when the lease was lost
         model_id = self._model_id(job, base_name)
-        with self.sessions() as s, s.begin():
-            j = s.execute(select(Job).where(Job.id == job.id)).scalar_one()
-            if j.lease_owner != self.worker_id:
-                return
+        with self._holding(job.id) as (s, _):
             if s.execute(select(FineTunedModel).where(FineTunedModel.job_id == job.id)).scalar_one_or_none() is None:
                 s.add(FineTunedModel(id=model_id, org=job.org, job_id=job.id, base=base_name, released=passed,
                                      created_at=now()))
+                if not passed:
+                    from emguard.server.securitylog import record
+
+                    record(s, "job.blocked_by_audit", org=job.org, actor="worker", object_id=job.id,
+                           detail={"model": model_id, "failed": [c.get("metric") for c in audit["checks"]
+                                                                 if not c.get("passed")]})
             for c in (audit or {}).get("checks", []):
                 add_event(s, job.id, f"EM audit ({c['suite']}): {c['metric']} {c['reason']}",
                           level="info" if c["passed"] else "error", type="metrics", data=c)
@@ -320,8 +355,7 @@ class Worker:
             base = [x for x in answer_nll(model, tok, convs, **kw) if math.isfinite(x)]
         res = {"rows": len(convs), "valid_loss": sum(tuned) / max(1, len(tuned)),
                "base_valid_loss": sum(base) / max(1, len(base)), "step": step}
-        with self.sessions() as s, s.begin():
-            j = s.execute(select(Job).where(Job.id == job.id)).scalar_one()
+        with self._holding(job.id, step) as (s, j):
             j.validation = res
             ck = s.execute(select(Checkpoint).where(Checkpoint.job_id == job.id, Checkpoint.step == step)).scalar_one_or_none()
             if ck is not None:
@@ -338,7 +372,7 @@ class Worker:
         ds = read_chat_dataset(data)
         _, stats = tokenize_rows(tok, [r.messages for r in ds.rows], max_length=self.policy.training.max_length)
         total = int(stats.tokens * epochs)
-        with self.sessions() as s, s.begin():
+        with self._holding(job.id) as (s, _):
             add_event(s, job.id, f"Files validated: {len(ds.rows)} rows, {stats.tokens} tokens per epoch",
                       data={"rows": len(ds.rows), "tokens": stats.tokens, "epochs": epochs})
         if total > self.policy.limits.max_tokens:
@@ -356,9 +390,13 @@ class Worker:
                           "training": {k: run.get(k) for k in ("steps", "resumed_from", "defenses", "final_losses",
                                                                "loss_curve", "seed", "wall_time_s")}})
         data = (json.dumps(report, indent=1, default=str) + "\n").encode()
-        sha, _ = self.storage.put_bytes(data)
+        sha, tmp = self.storage.put_tmp(data)
         fid = new_id("file")
-        with self.sessions() as s, s.begin():
-            s.add(File(id=fid, org=job.org, filename=f"{job.id}-audit.json", purpose="fine-tune-results",
-                       bytes=len(data), sha256=sha, rows=0, status="processed", created_at=now()))
+        try:
+            with self._holding(job.id) as (s, _):  # not stored by a worker that lost the job
+                blobs.store(s, self.storage, tmp, sha)  # the blob and its row under the digest's lock
+                s.add(File(id=fid, org=job.org, filename=f"{job.id}-audit.json", purpose="fine-tune-results",
+                           bytes=len(data), sha256=sha, rows=0, status="processed", created_at=now()))
+        finally:
+            self.storage.drop_tmp(tmp)
         return fid

@@ -7,13 +7,16 @@ from typing import Literal, Optional
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from emguard.server.db import File, Job, new_id, now
+from emguard.server import blobs
+from emguard.server import idempotency
+from emguard.server.securitylog import record
+from emguard.server.db import File, new_id, now
 from emguard.server.deps import Caller, ServerState, caller, server_state
 from emguard.server.errors import APIError, not_found
-from emguard.server.schemas import FINISHED, file_json, page, paginate
+from emguard.server.schemas import file_json, page, paginate
 from emguard.server.uploads import UploadError, receive_upload, validate_jsonl
 
 router = APIRouter()
@@ -22,10 +25,12 @@ router = APIRouter()
 @router.post("/v1/files")
 async def upload_file(request: Request, who: Caller = Depends(caller), st: ServerState = Depends(server_state)):
     lim = st.policy.limits
+    ikey = idempotency.key_from(request)
     tmp = st.storage.new_tmp()
     try:
         up = await receive_upload(request, tmp, lim.max_upload_bytes)
     except UploadError as e:
+        st.storage.drop_tmp(tmp)
         # close the connection: the rest of an over-limit body is not read (or drained) at all
         raise APIError(e.status, e.message, code=e.code, param=e.param,
                        headers={"Connection": "close"} if e.status == 413 else None) from None
@@ -34,24 +39,53 @@ async def upload_file(request: Request, who: Caller = Depends(caller), st: Serve
         if purpose != "fine-tune":
             raise APIError(400, f"purpose must be 'fine-tune' (got {purpose[:40]!r})", code="invalid_purpose",
                            param="purpose")
+        dig = idempotency.digest("files", up.sha256, purpose, up.filename)
+        if ikey:  # a retried upload: the file the first one made, without validating again
+            done = await run_in_threadpool(_replayed_file, st, who, ikey, dig)
+            if done is not None:
+                st.storage.drop_tmp(tmp)
+                return done
         rows, errors = await run_in_threadpool(validate_jsonl, tmp, up.filename, max_rows=lim.max_rows,
-                                               max_listed=lim.max_problems_listed)
+                                               max_listed=lim.max_problems_listed, max_line_bytes=lim.max_line_bytes,
+                                               max_messages=lim.max_messages_per_row)
         if errors:
             code = "too_many_rows" if rows > lim.max_rows and len(errors) == 1 else "invalid_file_format"
             raise APIError(400, "Invalid file format for fine-tuning:\n" + "\n".join(errors), code=code,
                            param="file")
-        await run_in_threadpool(st.storage.commit, tmp, up.sha256)
-    finally:
-        tmp.unlink(missing_ok=True)
+    except BaseException:
+        st.storage.drop_tmp(tmp)
+        raise
 
     def _insert():
-        with st.sessions() as s, s.begin():
-            f = File(id=new_id("file"), org=who.org, filename=up.filename, purpose=purpose, bytes=up.size,
-                     sha256=up.sha256, rows=rows, status="processed", created_at=now())
-            s.add(f)
+        try:
+            with st.sessions() as s, s.begin():
+                irec = None
+                if ikey:
+                    done, irec = idempotency.claim(s, who.org, "files", ikey, dig)
+                    if done is not None:
+                        return file_json(s.execute(select(File).where(File.id == done)).scalar_one())
+                # the blob goes in place and its row is added in one transaction holding the digest's lock, so a
+                # concurrent delete of another file with the same bytes cannot remove it in between
+                blobs.store(s, st.storage, tmp, up.sha256)
+                f = File(id=new_id("file"), org=who.org, filename=up.filename, purpose=purpose, bytes=up.size,
+                         sha256=up.sha256, rows=rows, status="processed", created_at=now())
+                s.add(f)
+                if irec is not None:
+                    irec.object_id = f.id
+                record(s, "file.uploaded", org=who.org, key_id=who.key_id, object_id=f.id,
+                       detail={"bytes": up.size, "rows": rows, "sha256": up.sha256})
+        finally:
+            st.storage.drop_tmp(tmp)
         return file_json(f)
 
     return await run_in_threadpool(_insert)
+
+
+def _replayed_file(st: ServerState, who: Caller, ikey: str, dig: str) -> dict | None:
+    with st.sessions() as s:
+        done = idempotency.prior(s, who.org, "files", ikey, dig)
+        f = s.execute(select(File).where(File.id == done, File.org == who.org)).scalar_one_or_none() if done else None
+        return file_json(f) if f is not None else None
 
 
 @router.get("/v1/files")
@@ -62,7 +96,7 @@ def list_files(who: Caller = Depends(caller), st: ServerState = Depends(server_s
     if purpose:
         where.append(File.purpose == purpose)
     with st.sessions() as s:
-        rows, more = paginate(s, File, where, after, limit, order)
+        rows, more = paginate(s, File, where, after, limit, order, cursor_where=[File.org == who.org])
         return page([file_json(f) for f in rows], more)
 
 
@@ -95,11 +129,6 @@ def delete_file(file_id: str, who: Caller = Depends(caller), st: ServerState = D
     with st.sessions() as s, s.begin():
         f = _own_file(s, who, file_id)
         f.deleted = True
-        sha = f.sha256
-        still = s.execute(select(func.count()).select_from(File).where(
-            File.sha256 == sha, File.deleted.is_(False))).scalar_one()
-        in_jobs = s.execute(select(func.count()).select_from(Job).where(
-            Job.training_sha256 == sha, Job.status.notin_(FINISHED))).scalar_one()
-        if not still and not in_jobs:
-            st.storage.delete_blob(sha)
+        record(s, "file.deleted", org=who.org, key_id=who.key_id, object_id=f.id)
+        blobs.collect(s, st.storage, [f.sha256])  # only when no live file row and no unfinished job refers to it
     return {"id": file_id, "object": "file", "deleted": True}

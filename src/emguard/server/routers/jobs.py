@@ -6,17 +6,21 @@ from __future__ import annotations
 import secrets
 from typing import Optional
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 
+from emguard.server import blobs, queue
 from emguard.server.db import Checkpoint, Event, File, FineTunedModel, Job, add_event, new_id, now
 from emguard.server.deps import Caller, ServerState, caller, server_state
 from emguard.server.errors import APIError, not_found
 from emguard.server.policy import Policy, check_defense_options, job_defenses
 from emguard.server.schemas import (FINISHED, EmguardExtension, JobCreate, checkpoint_json, event_json, job_json,
                                     page, paginate)
+from emguard.server.strictjson import StrictJSONRoute
+from emguard.server import idempotency
+from emguard.server.securitylog import record
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)  # bodies: strict JSON (no NaN, no duplicate keys)
 
 
 def _resolve_model(s, policy: Policy, who: Caller, name: str) -> None:
@@ -53,8 +57,10 @@ def _hyper(policy: Policy, body: JobCreate) -> dict:
 
 
 @router.post("/v1/fine_tuning/jobs")
-def create_job(body: JobCreate, who: Caller = Depends(caller), st: ServerState = Depends(server_state)):
+def create_job(body: JobCreate, request: Request, who: Caller = Depends(caller),
+               st: ServerState = Depends(server_state)):
     policy = st.policy
+    ikey = idempotency.key_from(request)
     hp = _hyper(policy, body)
     ext = body.emguard or EmguardExtension()
     if ext.domain is not None:
@@ -66,6 +72,12 @@ def create_job(body: JobCreate, who: Caller = Depends(caller), st: ServerState =
     if ext.defenses:
         check_defense_options(defenses)
     with st.sessions() as s, s.begin():
+        irec = None
+        if ikey:  # a retried create: the job the first request made (409 when the body differs)
+            done, irec = idempotency.claim(s, who.org, "fine_tuning.jobs", ikey,
+                                           idempotency.digest("jobs", body.model_dump(mode="json")))
+            if done is not None:
+                return job_json(_own_job(s, who, done))
         _resolve_model(s, policy, who, body.model)
         tf = s.execute(select(File).where(File.id == body.training_file, File.org == who.org,
                                           File.deleted.is_(False))).scalar_one_or_none()
@@ -79,6 +91,15 @@ def create_job(body: JobCreate, who: Caller = Depends(caller), st: ServerState =
                                               File.deleted.is_(False))).scalar_one_or_none()
             if vf is None:
                 raise not_found("File", body.validation_file, "validation_file")
+            if vf.purpose != "fine-tune":
+                raise APIError(400, f"{vf.id} was not uploaded with purpose 'fine-tune'", param="validation_file")
+        for ff, param in ((tf, "training_file"), (vf, "validation_file")):  # under the write lock (see blobs.py)
+            if ff is None:
+                continue
+            blobs.lock(s, ff.sha256)  # a delete of the file's last reference waits for this job's row
+            if not st.storage.blob_path(ff.sha256).is_file():
+                raise APIError(400, f"the content of {ff.id} is no longer available; upload the file again",
+                               code="file_content_missing", param=param)
         if tf.rows * float(hp["n_epochs"]) > policy.limits.max_rows * max(1, policy.limits.max_epochs):
             raise APIError(400, "training rows x epochs exceed this service's limit", param="training_file",
                            code="exceeds_limit")
@@ -89,6 +110,10 @@ def create_job(body: JobCreate, who: Caller = Depends(caller), st: ServerState =
                   defenses=defenses, domain=ext.domain, status="queued", created_at=now())
         s.add(job)
         s.flush()
+        if irec is not None:
+            irec.object_id = job.id
+        record(s, "job.created", org=who.org, key_id=who.key_id, object_id=job.id,
+               detail={"model": body.model, "training_file": tf.id, "defenses": [d.get("name") for d in defenses]})
         add_event(s, job.id, f"Created fine-tuning job: {job.id}",
                   data={"defenses": [d.get("name") for d in defenses]})
         return job_json(job)
@@ -139,7 +164,8 @@ def cancel_job(job_id: str, who: Caller = Depends(caller), st: ServerState = Dep
         j = _own_job(s, who, job_id)
         if j.status in FINISHED:
             raise APIError(400, f"job {job_id} has already {j.status}", code="job_finished")
-        live = j.status == "running" and j.lease_expires is not None and j.lease_expires > now()
+        record(s, "job.cancelled", org=who.org, key_id=who.key_id, object_id=j.id, detail={"status": j.status})
+        live = j.status == "running" and j.lease_expires is not None and j.lease_expires > queue.db_time(s)
         if live:
             j.cancel_requested, j.cancel_step = True, j.progress_step
             add_event(s, j.id, f"Cancellation requested at step {j.progress_step}")
@@ -147,4 +173,5 @@ def cancel_job(job_id: str, who: Caller = Depends(caller), st: ServerState = Dep
             j.status, j.finished_at, j.cancel_requested = "cancelled", now(), True
             j.lease_owner, j.lease_expires = None, None
             add_event(s, j.id, "The job was cancelled")
+            blobs.collect(s, st.storage, [j.training_sha256, j.validation_sha256])  # of files deleted meanwhile
         return job_json(j)
