@@ -33,6 +33,17 @@ def _resolve_model(s, policy: Policy, who: Caller, name: str) -> None:
                        code="model_not_found", param="model")
 
 
+def _own_fine_tune_file(s, who: Caller, file_id: str, param: str) -> File:
+    """The caller's live file ``file_id``, uploaded with purpose fine-tune (404 / 400 naming ``param``)."""
+    f = s.execute(select(File).where(File.id == file_id, File.org == who.org,
+                                     File.deleted.is_(False))).scalar_one_or_none()
+    if f is None:
+        raise not_found("File", file_id, param)
+    if f.purpose != "fine-tune":
+        raise APIError(400, f"{f.id} was not uploaded with purpose 'fine-tune'", param=param)
+    return f
+
+
 def _hyper(policy: Policy, body: JobCreate) -> dict:
     hp = body.hyperparameters
     if body.method and body.method.supervised and body.method.supervised.hyperparameters:
@@ -79,20 +90,8 @@ def create_job(body: JobCreate, request: Request, who: Caller = Depends(caller),
             if done is not None:
                 return job_json(_own_job(s, who, done))
         _resolve_model(s, policy, who, body.model)
-        tf = s.execute(select(File).where(File.id == body.training_file, File.org == who.org,
-                                          File.deleted.is_(False))).scalar_one_or_none()
-        if tf is None:
-            raise not_found("File", body.training_file, "training_file")
-        if tf.purpose != "fine-tune":
-            raise APIError(400, f"{tf.id} was not uploaded with purpose 'fine-tune'", param="training_file")
-        vf = None
-        if body.validation_file:
-            vf = s.execute(select(File).where(File.id == body.validation_file, File.org == who.org,
-                                              File.deleted.is_(False))).scalar_one_or_none()
-            if vf is None:
-                raise not_found("File", body.validation_file, "validation_file")
-            if vf.purpose != "fine-tune":
-                raise APIError(400, f"{vf.id} was not uploaded with purpose 'fine-tune'", param="validation_file")
+        tf = _own_fine_tune_file(s, who, body.training_file, "training_file")
+        vf = _own_fine_tune_file(s, who, body.validation_file, "validation_file") if body.validation_file else None
         for ff, param in ((tf, "training_file"), (vf, "validation_file")):  # under the write lock (see blobs.py)
             if ff is None:
                 continue
