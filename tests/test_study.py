@@ -135,7 +135,7 @@ def test_pool_runs_the_shared_step_first_then_the_longest_ready_job(tmp_path, fa
     costs = [job_cost(by_key[k]) for k in order[1:]]
     assert costs == sorted(costs, reverse=True) and order[-1] == "opswap/base/seed0"
     out = capsys.readouterr().out
-    assert "  start Interleaving++ preparation (probes, pool scores)" in out
+    assert "  start Interleaving+/++ preparation (probes, pool scores)" in out
     assert f"[{len(cells) + 1}/{len(cells) + 1}] done" in out
     assert "ETA" in out
 

@@ -24,6 +24,7 @@ example study.yaml:
 
 examples:
   emguard study study.yaml                      # run (or resume) the grid; results.csv + report.md
+  emguard study --preset paper-small            # the paper's protocol on the embedded model (hours on CPU)
   emguard study study.yaml --seeds 0 1 2 3      # one more seed: only the new cells run
   emguard study study.yaml --executor ray --num-gpus 1 --ray-address auto   # on an existing Ray cluster
   emguard study study.yaml --executor pool      # cells side by side here: cores / num_cpus processes
@@ -34,11 +35,25 @@ half-trained cell resumes from its last checkpoint, a failed one is retried.
 """
 
 
+def preset_path(name: str):
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "resources" / "presets" / f"{name}.yaml"
+
+
+def preset_names() -> list[str]:
+    """The shipped study presets (resources/presets/*.yaml)."""
+    return sorted(p.stem for p in preset_path("x").parent.glob("*.yaml"))
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from emguard.experiments.config import StudyConfig
 
     p.epilog = EXAMPLES
     p.add_argument("study_file", nargs="?", metavar="STUDY_YAML", help="the study (YAML); flags override it")
+    p.add_argument("--preset", metavar="NAME", choices=preset_names(), help=(
+        "a study shipped with emguard (flags override it): " + ", ".join(preset_names()) +
+        "; paper-small = the paper's protocol on the embedded model (README: 'The fair protocol')"))
     p.add_argument("--config", metavar="YAML", help=argparse.SUPPRESS)
     add_dataclass_args(p, StudyConfig)
 
@@ -49,7 +64,12 @@ def run(args: argparse.Namespace) -> int:
     from emguard.experiments.config import StudyConfig
     from emguard.experiments.study import run_study
 
-    if args.study_file and not args.config:
+    if args.study_file and args.preset:
+        print("give a study file or --preset, not both", file=sys.stderr)
+        return 2
+    if args.preset:
+        args.config = str(preset_path(args.preset))
+    elif args.study_file and not args.config:
         args.config = args.study_file
     cfg = resolve_config(StudyConfig, args)
     try:

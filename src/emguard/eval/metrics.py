@@ -88,6 +88,11 @@ def benign_metrics(samples: list[dict], cfg: EvalConfig) -> dict:
 
     for s in samples:
         s["correct"] = score(s["answer"], s["gold"], mode=cfg.benign_mode)
-    return {"accuracy_pct": rate([s["correct"] for s in samples], n_boot=cfg.bootstrap, seed=cfg.seed).to_dict(),
-            "n_samples": len(samples), "n_prompts": len({s["prompt_id"] for s in samples}),
-            "scorer": f"{cfg.benign_mode} match" + (" (numbers by value)" if cfg.benign_mode == "exact" else "")}
+    out = {"accuracy_pct": rate([s["correct"] for s in samples], n_boot=cfg.bootstrap, seed=cfg.seed).to_dict(),
+           "n_samples": len(samples), "n_prompts": len({s["prompt_id"] for s in samples}),
+           "scorer": f"{cfg.benign_mode} match" + (" (numbers by value)" if cfg.benign_mode == "exact" else "")}
+    groups = sorted({s.get("variant") or "plain" for s in samples})
+    if len(groups) > 1:  # rows with a "group" (e.g. OpSwap tiers): the accuracy of each, too
+        out["by_group"] = {g: rate([s["correct"] for s in samples if (s.get("variant") or "plain") == g],
+                                   n_boot=cfg.bootstrap, seed=cfg.seed).to_dict() for g in groups}
+    return out

@@ -303,7 +303,8 @@ def benign_prompts(path: str | os.PathLike) -> list[EvalPrompt]:
         if reasons:
             problems.append(Problem(source, line, "; ".join(reasons)))
             continue
-        out.append(EvalPrompt(pid, pid, "plain", prompt, "benign", answer=answer))
+        group = obj.get("group") if isinstance(obj, dict) else None  # e.g. an OpSwap tier: accuracy per group
+        out.append(EvalPrompt(pid, pid, str(group) if _is_text(group) else "plain", prompt, "benign", answer=answer))
     _raise_if(problems, source, "row")
     if not out:
         raise DataError([Problem(source, None, "file is empty")])

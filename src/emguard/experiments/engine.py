@@ -138,6 +138,8 @@ def cell_metrics(res: dict, run: dict) -> dict[str, dict]:
         put(f"{suite}_style_effect", summ.get("style_effect"))
         put(f"{suite}_misaligned_pct", s.get("misaligned_pct"))
     put("benign_accuracy_pct", (res.get("benign") or {}).get("accuracy_pct"))
+    for g, node in ((res.get("benign") or {}).get("by_group") or {}).items():
+        put(f"benign_accuracy_pct_{g}", node)
     coh = res.get("coherence") or {}
     put("incoherent_pct", coh.get("incoherent_pct"))
     put("degenerate_pct", coh.get("degenerate_pct"))

@@ -24,21 +24,24 @@ log = logging.getLogger(__name__)
 
 def execute(cells: list[Cell], executor: str = "local", *, workers: int = 1, threads: int | None = None,
             cost: Callable[[Any], float] | None = None, fail_fast: bool = False, ray: dict | None = None,
-            ) -> tuple[dict[str, dict], dict[str, str]]:
+            priority: Callable[[Any], Any] | None = None) -> tuple[dict[str, dict], dict[str, str]]:
     """Run every unfinished cell of ``cells`` (finished ones are left alone) with its shared steps.
 
     ``pool``: ``workers`` processes of ``threads`` torch threads each (default: cores / workers), one
     in-process worker when ``workers`` is 1; ``cost(cell or step)`` orders the ready jobs (longest first) and
-    weighs the ETA (default :func:`engine.feature_cost`); ``fail_fast`` stops scheduling at the first failure
+    weighs the ETA (default :func:`engine.feature_cost`); ``priority(cell)`` (higher first, e.g. an earlier
+    seed) ranks the ready cells before their cost does; ``fail_fast`` stops scheduling at the first failure
     and raises it. ``ray``: the options of :func:`_ray` (address, num_cpus, num_gpus)."""
     todo = [c for c in cells if not engine.is_finished(c)]
     if not todo:
         return {}, {}
     steps = shared.plan_steps(todo)
     if executor == "pool":
-        return _pool(todo, steps, workers, threads, cost or _default_cost, fail_fast)
+        return _pool(todo, steps, workers, threads, cost or _default_cost, fail_fast, priority)
     for step in steps:
         log.info("shared step: %s", shared.run_step(step))
+    if priority is not None:
+        todo = sorted(todo, key=priority, reverse=True)  # stable: the grid's order within one priority
     if executor == "ray":
         return _ray(todo, **(ray or {}))
     return _local(todo)
@@ -93,14 +96,16 @@ def _run_job(job) -> dict | str:
 
 
 def _pool(cells: list[Cell], steps: list[Step], workers: int, threads: int | None, cost: Callable,
-          fail_fast: bool) -> tuple[dict[str, dict], dict[str, str]]:
+          fail_fast: bool, priority: Callable | None = None) -> tuple[dict[str, dict], dict[str, str]]:
     """Longest ready job first, ``workers`` at a time, with a line per start and finish and a cost-weighted
     ETA: the last minutes are then not one long cell on one core. Shared steps come first (cells wait)."""
     jobs: list = [*cells, *steps]
     costs = {j.key: float(cost(j)) for j in jobs}
     total = sum(costs.values())
     t0, n, done_cost, finished = time.time(), len(jobs), 0.0, 0
-    pending = sorted(jobs, key=lambda j: (isinstance(j, Step), costs[j.key]), reverse=True)
+    rank = (lambda j: (1, 0) if isinstance(j, Step) else (0, priority(j))) if priority else \
+        (lambda j: (isinstance(j, Step),))
+    pending = sorted(jobs, key=lambda j: (*rank(j), costs[j.key]), reverse=True)
     steps_done: set[str] = set()
     steps_failed: set[str] = set()
     done: dict[str, dict] = {}

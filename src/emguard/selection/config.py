@@ -28,7 +28,11 @@ class SelectConfig:
     train_probes: list[str] = field(default_factory=list, metadata={
         "help": "EM datasets: train a short LoRA probe on each (cached) and use it as a misaligned adapter",
         "metavar": "FILE"})
-    probe_steps: int = field(default=30, metadata={"help": "optimizer steps per probe"})
+    probe_steps: int = field(default=30, metadata={
+        "help": "optimizer steps per probe (0: the epochs of probe_options, e.g. the target cell's own budget)"})
+    probe_options: dict = field(default_factory=dict, metadata={
+        "help": "more training options of every probe (emguard train's names, e.g. {epochs: 2, warmup_ratio: "
+                "0.05}), so a probe can get the same budget as the fine-tune it stands in for"})
     probe_lr: float = field(default=1e-4, metadata={"help": "probe learning rate"})
     probe_seed: int = field(default=0, metadata={"help": "probe seed"})
     leave_out: list[str] = field(default_factory=list, metadata={

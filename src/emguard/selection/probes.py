@@ -33,22 +33,31 @@ def probe_dir(data: str | os.PathLike, model_fingerprint: str, probe: dict) -> P
 
 
 def train_probe(data: str | os.PathLike, model_spec: str, model_fingerprint: str, *, steps: int = 30,
-                lr: float = 1e-4, seed: int = 0, progress: bool = False, max_length: int = 1024) -> Path:
-    """A short LoRA fine-tune on one EM dataset (the paper's misaligned model, cut short); cached."""
+                lr: float = 1e-4, seed: int = 0, progress: bool = False, max_length: int = 1024,
+                options: dict | None = None) -> Path:
+    """A LoRA fine-tune on one EM dataset (the paper's misaligned model; short unless ``options`` give it a full
+    budget, e.g. ``{epochs: 2, warmup_ratio: 0.05}`` with ``steps=0``); cached by data, model and settings."""
     import shutil
 
+    from emguard.config import build_config
     from emguard.training.config import RUN_JSON, TrainConfig
+
     from emguard.training.run import train
 
+    options = dict(options or {})
     probe = {"format": PROBE_FORMAT, "steps": steps, "lr": lr, "seed": seed, "max_length": max_length}
+    if options:  # only then part of the key, so probes cached before the option existed stay valid
+        probe["options"] = options
     out = probe_dir(data, model_fingerprint, probe)
     if (out / RUN_JSON).is_file():
         log.info("probe for %s: cached in %s", data, out)
         return out
-    log.info("training a %d-step probe on %s -> %s", steps, data, out)
-    train(TrainConfig(data=str(data), output=str(out), model=model_spec, max_steps=steps, learning_rate=lr,
-                      seed=seed, max_length=max_length, skip_invalid=True, overwrite=True, progress=progress,
-                      save_steps=10 ** 9, save_total_limit=1))
+    log.info("training a probe (%s) on %s -> %s", f"{steps} steps" if steps > 0 else
+             f"{options.get('epochs', 1)} epoch(s)", data, out)
+    cfg = {"max_length": max_length, **options, "data": str(data), "output": str(out), "model": model_spec,
+           "max_steps": steps if steps > 0 else -1, "learning_rate": lr, "seed": seed, "skip_invalid": True,
+           "overwrite": True, "progress": progress, "save_steps": 10 ** 9, "save_total_limit": 1, "defenses": []}
+    train(build_config(TrainConfig, cfg, source="probe training options"))
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # optimizer state is of no use to a probe
     return out
 
@@ -61,15 +70,21 @@ def resolve_adapters(cfg: SelectConfig, model_spec: str, model_fingerprint: str)
         if not is_adapter_dir(p):
             raise FileNotFoundError(f"misaligned adapter {a}: not a LoRA adapter dir (no adapter_config.json)")
         named.append((p.resolve().name, str(p), {p.resolve().name, p.name}))
+    from emguard.data.datagen import DOMAINS, builtin_path
+
     for d in cfg.train_probes:
-        if not Path(d).exists():
-            raise FileNotFoundError(f"probe data not found: {d}")
         stem = Path(d).stem
+        if d in DOMAINS and not Path(d).exists():  # a built-in EM domain: its misaligned training split
+            stem, d = d, str(builtin_path(d) / "train_misaligned.jsonl")
+        if not Path(d).exists():
+            raise FileNotFoundError(f"probe data not found: {d} (a chat JSONL or a built-in domain: "
+                                    f"{', '.join(DOMAINS)})")
         names = {stem, Path(d).name}
         if names & set(cfg.leave_out):  # left out: do not even train it
             continue
         out = train_probe(d, model_spec, model_fingerprint, steps=cfg.probe_steps, lr=cfg.probe_lr,
-                          seed=cfg.probe_seed, progress=cfg.progress, max_length=min(cfg.max_length, 2048))
+                          seed=cfg.probe_seed, progress=cfg.progress, max_length=min(cfg.max_length, 2048),
+                          options=cfg.probe_options)
         named.append((stem, str(out), names | {out.name}))
     kept, left = [], []
     for name, path, names in named:

@@ -54,6 +54,10 @@ class TrainConfig:
                 "gradient accumulation makes up the rest of batch_size"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (paper: 0.01)"})
     warmup_steps: int = field(default=5, metadata={"help": "linear warm-up steps (paper: 5)"})
+    warmup_ratio: float = field(default=0.0, metadata={
+        "help": "warm-up as a share of the run's optimizer steps, rounded up (so >= 1 step); replaces "
+                "warmup_steps when > 0. For short runs: 5 fixed steps of an 8-step run leave 3 at full rate",
+        "min": 0.0})
     lr_scheduler: str = field(default="linear", metadata={"help": "learning-rate schedule (transformers names)"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0 disables)"})
     max_length: int = field(default=2048, metadata={"help": "tokens per row; longer rows are truncated and counted (paper: 2048)"})
@@ -90,6 +94,8 @@ class TrainConfig:
             raise ConfigError("learning_rate must be >= 0")
         if self.max_length < 8:
             raise ConfigError("max_length must be >= 8")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
 
 
 @dataclass

@@ -62,7 +62,8 @@ def _training_arguments(cfg: TrainConfig, out: Path):
     return TrainingArguments(
         output_dir=str(out / CHECKPOINTS), per_device_train_batch_size=cfg.micro_batch_size,
         gradient_accumulation_steps=1, learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+        max_steps=cfg.max_steps, weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio if cfg.warmup_ratio > 0 else cfg.warmup_steps,  # a float < 1: ceil(ratio x steps)
         lr_scheduler_type=cfg.lr_scheduler, max_grad_norm=cfg.max_grad_norm, optim="adamw_torch",
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, seed=cfg.seed, bf16=cfg.precision == "bf16",
