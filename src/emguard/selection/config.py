@@ -83,5 +83,10 @@ class SelectConfig:
             raise ConfigError("eps must be > 0")
         if self.batch_size < 1 or self.chunk_rows < 1 or self.max_length < 8:
             raise ConfigError("batch_size and chunk_rows must be >= 1, max_length >= 8")
-        if self.probe_steps < 1:
-            raise ConfigError("probe_steps must be >= 1")
+        if self.probe_steps < 0 or (self.probe_steps == 0 and "epochs" not in self.probe_options):
+            raise ConfigError("probe_steps must be >= 1, or 0 with the probes' epochs in probe_options "
+                              "(e.g. {epochs: 2})")
+        bad = {"data", "output", "model", "defenses"} & set(self.probe_options)
+        if bad:
+            raise ConfigError(f"probe_options cannot set {', '.join(sorted(bad))} (the probe's data, output and "
+                              "model come from the selection)")
