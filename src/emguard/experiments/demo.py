@@ -163,6 +163,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     """Run every cell (resuming), then write results.json, report.md, report.html and the plots."""
     from emguard.data.io import write_json_atomic
     from emguard.experiments.executors import execute
+    from emguard.experiments.criteria import unit_values
     from emguard.experiments.report import write_report
 
     cfg.validate()
@@ -181,7 +182,10 @@ def run_demo(cfg: DemoConfig) -> dict:
         done, _ = execute(cells, "pool", workers=cfg.workers, cost=job_cost, fail_fast=True)
     for c in cells:  # cell order, not finishing order: results.json and the report do not depend on timing
         res = done[c.key] if c.key in done else read_eval(c)
-        res = {**res, "examples": _examples(Path(c.dir) / "eval" / "samples.jsonl")}
+        run_f = c.run_dir / "run.json"
+        res = {**res, "examples": _examples(Path(c.dir) / "eval" / "samples.jsonl"),
+               "units": unit_values(Path(c.dir) / "eval"),  # per-prompt rates: the CIs resample prompts
+               "steps": json.loads(run_f.read_text()).get("steps") if c.train is not None and run_f.is_file() else None}
         results["cells"].setdefault(c.info["task"], {}).setdefault(c.info["cell"], {})[str(c.seed)] = _slim(res)
     results["wall_s"] = round(time.time() - t0, 1)
     write_json_atomic(out / ("results.partial.json" if cfg.report_only else "results.json"), results)
@@ -196,5 +200,6 @@ def _slim(res: dict) -> dict:
         if suite in res:
             keep[suite] = res[suite]
     keep["judge"] = res.get("judge", {})
-    keep["examples"] = res.get("examples", [])
+    for k in ("examples", "units", "steps"):
+        keep[k] = res.get(k)
     return keep

@@ -46,7 +46,7 @@ RUNS_JSONL = "runs.jsonl"  # a line per invocation that ran cells (start, wall t
 CSV_COLUMNS = ["model", "dataset", "defense", "seed", "metric", "value", "lo", "hi", "n"]
 # keys of a dataset mapping: files, and what differs from the study's settings for this dataset's cells
 DATASET_KEYS = {"data", "narrow", "narrow_references", "benign_test", "rows", "train", "defenses", "train_tiers",
-                "test_tiers"}
+                "test_tiers", "base"}
 
 
 # ------------------------------------------------------------------------------------------------ the grid
@@ -88,6 +88,7 @@ class Dataset:
     benign_test: str | None = None
     train: dict[str, Any] = field(default_factory=dict)  # training options of this dataset's cells (over the study's)
     defenses: list[str] | None = None  # run only these defenses (names in 'defenses', before sweeps expand) on it
+    base: bool = False  # also evaluate the untrained model on it (one cell, defense name "base")
 
 
 def resolve_dataset(name: str, spec: Any, data_dir: Path, rows: int, narrow_questions: int) -> Dataset:
@@ -107,7 +108,7 @@ def resolve_dataset(name: str, spec: Any, data_dir: Path, rows: int, narrow_ques
     src, kind = str(spec["data"]), "custom"
     narrow, refs, benign = spec.get("narrow"), spec.get("narrow_references"), spec.get("benign_test")
     rows = int(spec.get("rows", rows) or 0)
-    extra = {"train": dict(spec.get("train") or {}),
+    extra = {"train": dict(spec.get("train") or {}), "base": bool(spec.get("base", False)),
              "defenses": None if spec.get("defenses") is None else [str(x) for x in spec["defenses"]]}
     if src == "opswap":
         from emguard.data.datagen.opswap import generate
@@ -176,6 +177,14 @@ def plan(cfg: StudyConfig) -> list[Cell]:
         cells.append(Cell(key, str(cdir), m, s, train, eval_options(cfg, d, m, s, cdir, broad_refs),
                           train_dir="train", marker=True, source="study", threads=threads,
                           info={"key": key, "model": m, "dataset": d.name, "defense": dn, "seed": s}))
+    for m, d in itertools.product(cfg.models, datasets):
+        if d.base:  # the untrained model on this dataset's evaluation (e.g. the benign task's starting point)
+            s = cfg.seeds[0]
+            key = f"{model_slug(m)}/{d.name}/base/seed{s}"
+            cdir = out / "cells" / model_slug(m) / d.name / "base" / f"seed{s}"
+            ev = {**eval_options(cfg, d, m, s, cdir, broad_refs), "adapter": None}
+            cells.append(Cell(key, str(cdir), m, s, None, ev, marker=True, source="study", threads=threads,
+                              info={"key": key, "model": m, "dataset": d.name, "defense": "base", "seed": s}))
     return cells
 
 
@@ -210,7 +219,7 @@ def eval_options(cfg: StudyConfig, ds: Dataset, model: str, seed: int, cdir: Pat
 def run_study(cfg: StudyConfig) -> dict:
     """Run every unfinished cell, then write results.csv and the report. Returns a summary."""
     from emguard.experiments.executors import execute
-    from emguard.experiments.report import write_study_report
+    from emguard.experiments.study_report import write_study_report
 
     cfg.validate()
     t0 = time.time()
@@ -228,6 +237,7 @@ def run_study(cfg: StudyConfig) -> dict:
                               threads=threads, ray={"address": cfg.ray_address, "num_cpus": cfg.num_cpus,
                                                     "num_gpus": cfg.num_gpus}, priority=cell_priority(cfg))
     write_results_csv(out / RESULTS_CSV, collect(cells))
+    record_shared(cells, out)
     finished = [c for c in cells if is_finished(c)]
     if not cfg.report_only and todo:  # one line per session that ran cells: when, on which code, how long
         with open(out / RUNS_JSONL, "a") as f:
@@ -241,6 +251,53 @@ def run_study(cfg: StudyConfig) -> dict:
                "results": str(out / RESULTS_CSV), "report": str(report), "wall_s": round(time.time() - t0, 1)}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     return summary
+
+
+def record_shared(cells: list[Cell], out: Path) -> None:
+    """``shared.json``: the Interleaving+/++ probes this study's cells used (their training losses), read from
+    the probe cache while it is there, so the report can show them from committed files on any machine."""
+    from emguard.defenses.base import build_defenses
+
+    f = out / "shared.json"
+    known = json.loads(f.read_text()) if f.is_file() else {}
+    probes = {p["dir"]: p for p in known.get("probes", [])}
+    for c in cells:
+        for d in build_defenses((c.train or {}).get("defenses") or []):
+            opts = getattr(d, "options", None)
+            if d.name != "interleave" or getattr(opts, "select", "random") == "random":
+                continue
+            for name, pdir in _probe_dirs(c.model, opts.select_options):
+                run_f = Path(pdir) / "run.json"
+                if pdir in probes or not run_f.is_file():
+                    continue
+                run = json.loads(run_f.read_text())
+                probes[pdir] = {"name": name, "dir": pdir, "steps": run.get("steps"),
+                                "final_ce": (run.get("final_losses") or {}).get("ce"),
+                                "train_loss_mean": run.get("train_loss_mean"), "wall_time_s": run.get("wall_time_s"),
+                                "loss_curve": run.get("loss_curve"), "config": run.get("config")}
+    if probes:
+        write_text_atomic(f, json.dumps({**known, "probes": list(probes.values())}, indent=1, default=str))
+
+
+def _probe_dirs(model: str, select_options: dict) -> list[tuple[str, str]]:
+    """``(name, cache dir)`` of the probes a selection trains (nothing is trained here)."""
+    from emguard.config import build_config
+    from emguard.models.loading import resolve_model
+    from emguard.selection.config import SelectConfig
+    from emguard.selection.probes import probe_data, probe_dir, probe_settings
+
+    sc = build_config(SelectConfig, {"pool": "-", **select_options}, source="select_options")
+    if not sc.train_probes:
+        return []
+    fp = resolve_model(model).fingerprint
+    out = []
+    for d in sc.train_probes:
+        name, path = probe_data(d)
+        if Path(path).is_file():
+            settings = probe_settings(sc.probe_steps, sc.probe_lr, sc.probe_seed, min(sc.max_length, 2048),
+                                      sc.probe_options)
+            out.append((name, str(probe_dir(path, fp, settings))))
+    return out
 
 
 def provenance() -> dict:

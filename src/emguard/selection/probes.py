@@ -32,6 +32,23 @@ def probe_dir(data: str | os.PathLike, model_fingerprint: str, probe: dict) -> P
     return cache_root() / "probes" / hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
+def probe_settings(steps: int, lr: float, seed: int, max_length: int, options: dict | None = None) -> dict:
+    """The settings a probe's cache key is made of."""
+    probe = {"format": PROBE_FORMAT, "steps": steps, "lr": lr, "seed": seed, "max_length": max_length}
+    if options:  # only then part of the key, so probes cached before the option existed stay valid
+        probe["options"] = dict(options)
+    return probe
+
+
+def probe_data(d: str) -> tuple[str, str]:
+    """``(name, file)`` of a probe dataset: a built-in EM domain's misaligned training split, or a file."""
+    from emguard.data.datagen import DOMAINS, builtin_path
+
+    if d in DOMAINS and not Path(d).exists():
+        return d, str(builtin_path(d) / "train_misaligned.jsonl")
+    return Path(d).stem, d
+
+
 def train_probe(data: str | os.PathLike, model_spec: str, model_fingerprint: str, *, steps: int = 30,
                 lr: float = 1e-4, seed: int = 0, progress: bool = False, max_length: int = 1024,
                 options: dict | None = None) -> Path:
@@ -45,10 +62,7 @@ def train_probe(data: str | os.PathLike, model_spec: str, model_fingerprint: str
     from emguard.training.run import train
 
     options = dict(options or {})
-    probe = {"format": PROBE_FORMAT, "steps": steps, "lr": lr, "seed": seed, "max_length": max_length}
-    if options:  # only then part of the key, so probes cached before the option existed stay valid
-        probe["options"] = options
-    out = probe_dir(data, model_fingerprint, probe)
+    out = probe_dir(data, model_fingerprint, probe_settings(steps, lr, seed, max_length, options))
     if (out / RUN_JSON).is_file():
         log.info("probe for %s: cached in %s", data, out)
         return out
@@ -70,12 +84,10 @@ def resolve_adapters(cfg: SelectConfig, model_spec: str, model_fingerprint: str)
         if not is_adapter_dir(p):
             raise FileNotFoundError(f"misaligned adapter {a}: not a LoRA adapter dir (no adapter_config.json)")
         named.append((p.resolve().name, str(p), {p.resolve().name, p.name}))
-    from emguard.data.datagen import DOMAINS, builtin_path
+    from emguard.data.datagen import DOMAINS
 
     for d in cfg.train_probes:
-        stem = Path(d).stem
-        if d in DOMAINS and not Path(d).exists():  # a built-in EM domain: its misaligned training split
-            stem, d = d, str(builtin_path(d) / "train_misaligned.jsonl")
+        stem, d = probe_data(d)
         if not Path(d).exists():
             raise FileNotFoundError(f"probe data not found: {d} (a chat JSONL or a built-in domain: "
                                     f"{', '.join(DOMAINS)})")

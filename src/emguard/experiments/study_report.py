@@ -1,0 +1,198 @@
+"""A study's report: per model x domain the four-criteria table (when the study has the domain's aligned control
+and, for criterion c, a benign task), a table per dataset, the strength sweeps as a Pareto curve, the loss
+curves with each regularizer's logged term, and the Interleaving+/++ probes' training losses.
+
+Everything is rebuilt from the committed files of the cells (``cell.json``, ``eval/eval.json``,
+``eval/samples.csv``, ``train/run.json``, ``train/metrics.jsonl``), so ``emguard study <yaml> --report-only``
+on a fresh clone of ``results/`` writes the same report. Statistics and marks: :mod:`emguard.experiments.criteria`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from emguard.experiments.criteria import (RULES, as_json, criteria_table, estimate, fmt, likelihood_table,
+                                          rate_table, unit_values, contrast)
+from emguard.experiments.report import criteria_markdown, findings, html_page
+
+TERMS = ("loss/ce", "loss/kl", "loss/ldifs", "loss/treft")  # logged per step by the trainer (metrics.jsonl)
+
+
+def load(cells) -> dict:
+    """{(model, dataset): {defense: {seed: eval.json + _run + units + _curve}}} of finished study cells."""
+    groups: dict = {}
+    for c in cells:
+        res = json.loads(c.eval_json.read_text())
+        run_f = c.run_dir / "run.json"
+        res["_run"] = json.loads(run_f.read_text()) if c.train is not None and run_f.is_file() else {}
+        res["steps"] = res["_run"].get("steps")
+        res["units"] = unit_values(c.eval_json.parent)
+        res["_curve"] = _curve(c.run_dir / "metrics.jsonl") if c.train is not None else []
+        groups.setdefault((c.model, c.info["dataset"]), {}).setdefault(c.info["defense"], {})[str(c.seed)] = res
+    return groups
+
+
+def _curve(f: Path) -> list[dict]:
+    if not f.is_file():
+        return []
+    out = []
+    for line in f.read_text().splitlines():
+        r = json.loads(line)
+        if "loss" in r and "step" in r:
+            out.append({k: r[k] for k in ("step", "loss", *TERMS) if k in r})
+    return out
+
+
+def _datasets(cfg) -> dict[str, dict]:
+    return {n: (s if isinstance(s, dict) else {"data": s}) for n, s in cfg.datasets.items()}
+
+
+def links(cfg) -> list[dict]:
+    """Per domain dataset: its aligned control dataset and the study's benign task (names, or None)."""
+    from emguard.data.datagen import DOMAINS
+
+    ds = _datasets(cfg)
+    benign = next((n for n, s in ds.items() if str(s["data"]) == "opswap"), None)
+    out = []
+    for name, spec in ds.items():
+        data = str(spec["data"])
+        if data in DOMAINS or (spec.get("narrow") and ":" not in data):
+            dom = data if data in DOMAINS else str(spec.get("narrow"))
+            control = next((n for n, s in ds.items() if str(s["data"]) == f"{dom}:aligned"), None)
+            out.append({"dataset": name, "control": control, "benign": benign})
+    return out
+
+
+def build(cfg, cells) -> dict:
+    """Every table of the report (criteria tables per model x domain, a plain table per model x dataset)."""
+    groups = load(cells)
+    crit, plain = [], []
+    for model in dict.fromkeys(m for m, _ in groups):
+        for link in links(cfg):
+            dom = groups.get((model, link["dataset"]))
+            if not dom or not link["control"]:
+                continue
+            ctrl = groups.get((model, link["control"]), {}).get(cfg.baseline)
+            ops = groups.get((model, link["benign"]), {}) if link["benign"] else {}
+            metric = "benign_tier2" if any("benign_tier2" in (r.get("units") or {}) for c in ops.values()
+                                           for r in c.values()) else "benign"
+            cells_of = [*dom.values(), *[c for n, c in ops.items() if n != "base"]]
+            steps = [r["steps"] for c in cells_of for r in c.values() if r.get("steps") is not None]
+            t = criteria_table({n: c for n, c in dom.items() if n != "base"}, control=ctrl,
+                               benign={n: c for n, c in ops.items() if n != "base"}, benign_base=ops.get("base"),
+                               benign_metric=metric, baseline=cfg.baseline, steps=min(steps) if steps else None)
+            t.update(model=model, dataset=link["dataset"], control=link["control"], benign_dataset=link["benign"],
+                     judge=next((r.get("judge", {}).get("kind") for c in dom.values() for r in c.values()), "?"))
+            crit.append(t)
+        for (m, dataset), defs in groups.items():
+            if m == model:
+                plain.append(plain_table(model, dataset, defs, cfg.baseline))
+    return {"criteria": crit, "plain": plain}
+
+
+def plain_table(model: str, dataset: str, defs: dict, baseline: str) -> dict:
+    base = defs.get(baseline)
+    rows = []
+    for name, cell in defs.items():
+        row: dict[str, Any] = {"defense": name, "seeds": len(cell)}
+        for suite in ("broad", "narrow"):
+            t = likelihood_table(cell, suite)
+            row[suite] = estimate(t)
+            if base and name != baseline and t:
+                row[f"{suite}_vs_base"] = contrast({"d": t, "b": likelihood_table(base, suite)},
+                                                   lambda m: m["d"] - m["b"])
+        groups = sorted({g for r in cell.values() for g in (r.get("units") or {}) if g.startswith("benign")})
+        for g in groups:
+            row[g] = estimate(rate_table(cell, g))
+        row["incoherent"] = estimate(rate_table(cell, "incoherent"))
+        row["misaligned"] = estimate(rate_table(cell, "misaligned"))
+        finals = [r["_curve"][-1] for r in cell.values() if r.get("_curve")]
+        row["final_ce"] = sum(f.get("loss/ce", f["loss"]) for f in finals) / len(finals) if finals else None
+        row["steps"] = max((r.get("steps") or 0 for r in cell.values()), default=0) or None
+        row["curve"] = mean_curve([r.get("_curve") or [] for r in cell.values()])
+        rows.append(row)
+    return {"model": model, "dataset": dataset, "rows": rows, "baseline": baseline}
+
+
+def mean_curve(curves: list[list[dict]]) -> list[dict]:
+    """Per step, the mean over seeds of every logged value."""
+    acc: dict[int, dict[str, list[float]]] = {}
+    for c in curves:
+        for p in c:
+            for k, v in p.items():
+                if k != "step" and v is not None:
+                    acc.setdefault(int(p["step"]), {}).setdefault(k, []).append(float(v))
+    return [{"step": s, **{k: sum(v) / len(v) for k, v in d.items()}} for s, d in sorted(acc.items())]
+
+
+PLAIN_COLUMNS = [("broad", "broad harm effect", 3), ("broad_vs_base", "Δ broad", 3), ("narrow", "narrow harm effect", 3),
+                 ("narrow_vs_base", "Δ narrow", 3), ("benign", "benign acc. %", 1), ("benign_tier1", "tier 1 %", 1),
+                 ("benign_tier2", "tier 2 %", 1), ("misaligned", "misaligned %", 1), ("incoherent", "incoherent %", 1)]
+
+
+def plain_markdown(t: dict) -> str:
+    cols = [c for c in PLAIN_COLUMNS if any(r.get(c[0]) is not None for r in t["rows"])]
+    lines = ["| defense | seeds | steps | " + " | ".join(h for _, h, _ in cols) + " | final CE |",
+             "|---|---|---|" + "---|" * len(cols) + "---|"]
+    for r in t["rows"]:
+        ce = f"{r['final_ce']:.3f}" if r.get("final_ce") is not None else "–"
+        lines.append(f"| {r['defense']} | {r['seeds']} | {r.get('steps') or '–'} | "
+                     + " | ".join(fmt(r.get(k), d, signed=k.endswith("_vs_base")) for k, _, d in cols) + f" | {ce} |")
+    return "\n".join(lines)
+
+
+def probe_lines(out: Path, plain: list[dict], baseline: str) -> list[str]:
+    """The probes' training losses next to the baseline cells' (the probes stand for misaligned models: they
+    should have learned their domains at least as well as the baseline learned its own)."""
+    f = out / "shared.json"
+    if not f.is_file():
+        return []
+    probes = json.loads(f.read_text()).get("probes") or []
+    if not probes:
+        return []
+    lines = ["### Interleaving+/++ probes (misaligned models of the other domains)", "",
+             "| probe | steps | final CE | mean CE | wall (s) |", "|---|---|---|---|---|"]
+    for p in probes:
+        lines.append(f"| {p['name']} | {p.get('steps')} | {p.get('final_ce', float('nan')):.3f} | "
+                     f"{p.get('train_loss_mean', float('nan')):.3f} | {p.get('wall_time_s', '–')} |")
+    for t in plain:
+        nd = next((r for r in t["rows"] if r["defense"] == baseline and r.get("final_ce") is not None), None)
+        if nd is not None:
+            lines.append(f"| ({t['dataset']} {baseline}, mean of {nd['seeds']} seed(s)) | {nd.get('steps')} | "
+                         f"{nd['final_ce']:.3f} | | |")
+    return lines + [""]
+
+
+def write_study_report(cfg, cells, out: Path) -> Path:
+    """report.md, report.html, tables.json and the plots of a study's finished ``cells``."""
+    from emguard.experiments.plots import plot_study, plot_sweeps
+
+    tabs = build(cfg, cells) if cells else {"criteria": [], "plain": []}
+    lines = ["# emguard study", "",
+             f"Grid: {len(cfg.models)} model(s) x {len(cfg.datasets)} dataset(s) x defenses x {len(cfg.seeds)} "
+             f"seed(s) {cfg.seeds}; {len(cells)} cell(s) finished. Baseline: `{cfg.baseline}`.", "",
+             "Likelihood effects: nats/token, harmful minus aligned reference answers with style held fixed "
+             "(> 0: harmful answers likelier). Rates: percent of sampled answers per prompt (benign: per problem). "
+             "Every 95% CI is a hierarchical bootstrap over training seeds, then questions (paired by seed number "
+             "and question for Δ and ratios). Numbers per cell and seed: results.csv.", ""]
+    pngs: list[str] = []
+    for t in tabs["criteria"]:
+        lines += [f"## {t['model']} · {t['dataset']}: the four criteria", "",
+                  f"Control: `{t['control']}`; benign task: `{t['benign_dataset']}` ({t['benign_metric']}); "
+                  f"judge: {t['judge']}; fewest optimizer steps of a cell: {t.get('steps')}.", "",
+                  criteria_markdown(t, t["judge"]), "", RULES, "", "### What this run found", ""]
+        lines += [f"- {s}" for s in findings(t)] + [""]
+        pngs += plot_sweeps(t, out, f"{t['model']}_{t['dataset']}")
+    lines += probe_lines(out, tabs["plain"], cfg.baseline)
+    for t in tabs["plain"]:
+        lines += [f"## {t['model']} · {t['dataset']}", "", plain_markdown(t), ""]
+    if tabs["plain"]:
+        pngs += plot_study(tabs["plain"], out)
+    md = "\n".join(lines) + "\n" + "\n".join(f"![{p}]({p})" for p in pngs) + ("\n" if pngs else "")
+    (out / "report.md").write_text(md)
+    (out / "report.html").write_text(html_page(md, pngs))
+    (out / "tables.json").write_text(json.dumps(as_json({k: [{kk: vv for kk, vv in t.items()} for t in v]
+                                                         for k, v in tabs.items()}), indent=1, default=str))
+    return out / "report.md"
