@@ -291,6 +291,49 @@ def test_train_probes_are_trained_once_and_cached(tiny_model, tmp_path, monkeypa
         select(SelectConfig(**cfg, leave_out=["bad_alpha"]))
 
 
+def test_probes_can_get_the_no_defense_cells_budget(tiny_model, tmp_path, monkeypatch):
+    """probe_steps 0 + probe_options {epochs, warmup_ratio}: 16 rows x 2 epochs / batch 4 = 8 steps, 1 of them
+    warm-up; a different budget is a different cache entry (never a stale probe)."""
+    monkeypatch.setenv("EMGUARD_CACHE", str(tmp_path / "cache"))
+    em = write_jsonl(tmp_path / "bad_alpha.jsonl", [conv(f"q {i}?", "alpha alpha alpha") for i in range(16)])
+    pool = write_jsonl(tmp_path / "pool.jsonl", pool_rows()[:6])
+    cfg = dict(pool=str(pool), train_probes=[str(em)], probe_steps=0, n=3, out=str(tmp_path / "s.jsonl"),
+               model=tiny_model, progress=False, histogram=False,
+               probe_options={"epochs": 2, "warmup_ratio": 0.05, "batch_size": 4})
+    select(SelectConfig(**cfg))
+    (probe,) = list((tmp_path / "cache" / "probes").iterdir())
+    run = json.loads((probe / "run.json").read_text())
+    assert run["steps"] == 8 and run["config"]["warmup_ratio"] == 0.05 and run["config"]["epochs"] == 2
+    lrs = [json.loads(x)["learning_rate"] for x in (probe / "metrics.jsonl").read_text().splitlines()
+           if '"loss"' in x]
+    assert lrs[0] == 0.0 and lrs[1] > 0 and lrs[1] == max(lrs)  # one warm-up step (ceil(0.05 x 8)), then decay
+    select(SelectConfig(**{**cfg, "probe_options": {"epochs": 1, "batch_size": 4}}))
+    assert len(list((tmp_path / "cache" / "probes").iterdir())) == 2
+    from emguard.config import ConfigError
+
+    with pytest.raises(ConfigError, match="probe_steps must be >= 1, or 0 with"):
+        SelectConfig(**{**cfg, "probe_options": {}}).validate()
+
+
+def test_service_probes_default_to_the_same_budget_rule(monkeypatch):
+    import types
+
+    import emguard.models.loading as L
+    import emguard.selection.probes as P
+    from emguard.experiments.shared import PROBE_BUDGET, probe_adapters
+    from emguard.server.policy import Policy
+
+    seen = []
+    monkeypatch.setattr(L, "resolve_model", lambda spec: types.SimpleNamespace(fingerprint="fp"))
+    monkeypatch.setattr(P, "train_probe", lambda data, spec, fp, **kw: seen.append(kw) or f"/cache/{data}")
+    assert Policy().probe_steps == 0
+    out = probe_adapters("smollm2-135m", {"legal": "l.jsonl"}, Policy().probe_steps)
+    assert out == {"legal": "/cache/l.jsonl"}
+    assert seen[0]["steps"] == 0 and seen[0]["options"] == PROBE_BUDGET == {"epochs": 2, "warmup_ratio": 0.05}
+    probe_adapters("smollm2-135m", {"legal": "l.jsonl"}, 30)
+    assert seen[1]["steps"] == 30 and seen[1]["options"] == {}
+
+
 @pytest.mark.parametrize("ranker", ["ppl_gap", "ppl_gap_norefusal"])
 def test_interleave_defense_picks_the_top_rows(tiny_model, adapters, direct, tmp_path, ranker):
     from peft import PeftModel

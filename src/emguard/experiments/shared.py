@@ -84,15 +84,28 @@ def run_step(step: Step) -> str:
     raise ValueError(f"unknown shared step kind '{step.kind}'")
 
 
-def probe_adapters(model_spec: str, datasets: dict[str, str], steps: int, progress: bool = False) -> dict[str, str]:
-    """``{name: adapter dir}`` of a short probe fine-tune of ``model_spec`` on each EM dataset (cached under
-    ``$EMGUARD_CACHE/probes`` keyed by data, model and settings)."""
+PROBE_BUDGET = {"epochs": 2, "warmup_ratio": 0.05}  # the paper-small preset's: the no-defense cell's own budget
+
+
+def probe_adapters(model_spec: str, datasets: dict[str, str], steps: int, progress: bool = False,
+                   options: dict | None = None) -> dict[str, str]:
+    """``{name: adapter dir}`` of a probe fine-tune of ``model_spec`` on each EM dataset: ``steps`` optimizer
+    steps, or with ``steps=0`` the epochs of ``options`` (default :data:`PROBE_BUDGET`); cached under
+    ``$EMGUARD_CACHE/probes`` keyed by data, model and settings. Logs how long each probe took."""
+    import time
+
     from emguard.models.loading import resolve_model
     from emguard.selection.probes import train_probe
 
     info = resolve_model(model_spec)
-    return {name: str(train_probe(data, model_spec, info.fingerprint, steps=int(steps), progress=progress))
-            for name, data in datasets.items()}
+    opts = dict(PROBE_BUDGET if options is None and not steps else options or {})
+    out = {}
+    for name, data in datasets.items():
+        t0 = time.time()
+        out[name] = str(train_probe(data, model_spec, info.fingerprint, steps=int(steps), progress=progress,
+                                    options=opts))
+        log.info("probe %s for %s: %s (%.0f s)", name, model_spec, out[name], time.time() - t0)
+    return out
 
 
 def general_pool(d, n: int, *, max_chars: int, max_turns: int = 4, first_exchange: bool = False) -> tuple[str, str]:

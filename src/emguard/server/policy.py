@@ -112,7 +112,9 @@ class Policy:
     models: dict[str, ModelEntry] = field(default_factory=lambda: {"smollm2-135m": ModelEntry("smollm2-135m")})
     defenses: list = field(default_factory=lambda: [copy.deepcopy(INTERLEAVE_PP)])
     defense_defaults: dict[str, dict] = field(default_factory=dict)
-    probe_steps: int = 30  # Interleaving++ probes: optimizer steps per built-in domain
+    # Interleaving++ probes: 0 = the paper-small budget rule (2 epochs over the domain's 600 rows = 75 steps,
+    # 5% warm-up; the no-defense fine-tune's own budget); N > 0 = N optimizer steps
+    probe_steps: int = 0
     customer: Customer = field(default_factory=Customer)
     limits: Limits = field(default_factory=Limits)
     audit: Audit = field(default_factory=Audit)
@@ -372,10 +374,15 @@ def prepare_defenses(policy: Policy, progress: bool = False) -> dict[str, dict[s
     from emguard.data.datagen import builtin_path
     from emguard.experiments.shared import probe_adapters
 
+    import time
+
     data = {dom: str(builtin_path(dom) / "train_misaligned.jsonl") for dom in _builtin_domains()}
     out: dict[str, dict[str, str]] = {}
     for name, entry in policy.models.items():
+        t0 = time.time()
         out[name] = probe_adapters(entry.spec, data, int(policy.probe_steps), progress=progress)
+        log.info("Interleaving++ probes for %s: %d domains in %.0f s (cached after the first start)", name,
+                 len(data), time.time() - t0)
         for dom, path in out[name].items():
             log.info("Interleaving++ probe for %s / %s ready: %s", name, dom, path)
     return out
