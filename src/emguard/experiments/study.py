@@ -232,6 +232,7 @@ def run_study(cfg: StudyConfig) -> dict:
     if not cfg.report_only and todo:
         log.info("study: %d cells, %d finished, %d to run (%s executor)", len(cells), len(cells) - len(todo),
                  len(todo), cfg.executor)
+        _log_run(out, "start", t0, todo=len(todo), finished=len(cells) - len(todo), cells=len(cells))
         threads = max(1, int(cfg.num_cpus))
         _, failures = execute(todo, cfg.executor, workers=max(1, (os.cpu_count() or 1) // threads),
                               threads=threads, ray={"address": cfg.ray_address, "num_cpus": cfg.num_cpus,
@@ -239,12 +240,9 @@ def run_study(cfg: StudyConfig) -> dict:
     write_results_csv(out / RESULTS_CSV, collect(cells))
     record_shared(cells, out)
     finished = [c for c in cells if is_finished(c)]
-    if not cfg.report_only and todo:  # one line per session that ran cells: when, on which code, how long
-        with open(out / RUNS_JSONL, "a") as f:
-            f.write(json.dumps({"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
-                                "wall_s": round(time.time() - t0, 1), **provenance(),
-                                "ran": len(todo) - len(failures), "failed": len(failures),
-                                "finished": len(finished), "cells": len(cells)}) + "\n")
+    if not cfg.report_only and todo:
+        _log_run(out, "end", t0, ran=len(todo) - len(failures), failed=len(failures), finished=len(finished),
+                 cells=len(cells))
     report = write_study_report(cfg, finished, out)
     summary = {"cells": len(cells), "finished": len(finished), "ran": len(todo) - len(failures),
                "failed": failures, "missing": [c.key for c in cells if c not in finished],
@@ -298,6 +296,15 @@ def _probe_dirs(model: str, select_options: dict) -> list[tuple[str, str]]:
                                       sc.probe_options)
             out.append((name, str(probe_dir(path, fp, settings))))
     return out
+
+
+def _log_run(out: Path, event: str, t0: float, **counts) -> None:
+    """A line of ``runs.jsonl`` when a run starts and when it ends (a run killed by a session's end leaves only
+    its start): when, on which code, how long."""
+    line = {"event": event, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), **provenance(),
+            **({"wall_s": round(time.time() - t0, 1)} if event == "end" else {}), **counts}
+    with open(out / RUNS_JSONL, "a") as f:
+        f.write(json.dumps(line) + "\n")
 
 
 def provenance() -> dict:

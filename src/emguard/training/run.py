@@ -69,7 +69,7 @@ def _training_arguments(cfg: TrainConfig, out: Path):
         save_total_limit=cfg.save_total_limit, seed=cfg.seed, bf16=cfg.precision == "bf16",
         use_cpu=not torch.cuda.is_available(), report_to="none", remove_unused_columns=False,
         disable_tqdm=not cfg.progress, dataloader_num_workers=0, logging_first_step=False,
-        log_level_replica="error",
+        log_level_replica="error", train_sampling_strategy=cfg.sampler,
     )
 
 
