@@ -100,6 +100,7 @@ def test_demo_quick_end_to_end(embedded, tmp_path):
     assert nd["broad"]["likelihood"]["n_questions"] == 8 and nd["narrow"]["likelihood"]["n_questions"] == 8
     assert 0 <= results["cells"]["opswap"]["kl"]["0"]["benign"]["accuracy_pct"]["value"] <= 100
     assert "| no_defense |" in report and "| kl |" in report and "EM effect" in report
+    assert "not measurable at this budget" in report and "results/paper-small" in report  # 1 seed, < 60 steps
     assert (out / "report.html").is_file() and (out / "criteria.png").is_file()
     # a rerun skips every finished cell: nothing is retrained or re-evaluated
     run_json = out / "domain" / "no_defense" / "seed0" / "run.json"

@@ -377,3 +377,44 @@ def test_paper_small_preset_gives_every_arm_a_fair_budget(tmp_path, monkeypatch)
     assert {f for d, f, _ in by if d == "opswap"} == {
         "no_defense", "kl[lam=0.1]", "ldifs[lam=1.0]", "steer[alpha=5.0]", "inoculate", "interleave[ratio=0.05]",
         "interleave_pp[ratio=0.05]", "treft", "base"}
+
+
+def test_report_rebuilds_identically_from_the_committed_files_alone(tmp_path, tiny_model):
+    """results/.gitignore keeps what the report needs and no weights: a clone of the committed files rebuilds
+    the same report.md and tables.json with --report-only, and skips every finished cell."""
+    repo = tmp_path / "repo"
+    out = repo / "results" / "s"
+    out.parent.mkdir(parents=True)
+    (out.parent / ".gitignore").write_text((Path(__file__).parents[1] / "results" / ".gitignore").read_text())
+    cfg = {"models": [tiny_model], "seeds": [0], "rows": 8, "broad_questions": 2, "narrow_questions": 2,
+           "datasets": {"medical": {"data": "medical", "base": True},
+                        "control": {"data": "medical:aligned", "defenses": ["no_defense"]},
+                        "opswap": {"data": "opswap", "rows": 8, "train_tiers": [1, 2], "test_tiers": [1, 2],
+                                   "base": True}},
+           "defenses": {"no_defense": [], "kl": [{"name": "kl", "sweep": {"lam": [0.1, 1.0]}}]},
+           "train": {"max_steps": 2, "batch_size": 2, "micro_batch_size": 2, "save_steps": 1},
+           "eval": {"samples": 1, "max_new_tokens": 3, "variants": ["plain"], "narrow_n": 2, "bootstrap": 200,
+                    "benign_max_new_tokens": 2},
+           "num_cpus": 1}
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump({**cfg, "output": str(out)}))
+    assert run_cli("study", str(f)) == 0
+    md = (out / "report.md").read_text()
+    assert "the four criteria" in md and "| kl[lam=1.0] |" in md and "benign_tier2" in md
+    git = lambda *a, cwd=repo: subprocess.run(["git", *a], cwd=cwd, check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "results")
+    tracked = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True).stdout.split()
+    assert not [t for t in tracked if t.endswith((".safetensors", ".bin", ".pt")) or "/checkpoints/" in t]
+    assert any(t.endswith("eval/samples.jsonl") for t in tracked) and any(t.endswith("cell.json") for t in tracked)
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(repo), str(clone), cwd=tmp_path)
+    out2 = clone / "results" / "s"
+    f2 = tmp_path / "s2.yaml"
+    f2.write_text(yaml.safe_dump({**cfg, "output": str(out2)}))
+    assert run_cli("study", str(f2), "--report-only") == 0
+    assert (out2 / "report.md").read_text() == md
+    assert (out2 / "tables.json").read_bytes() == (out / "tables.json").read_bytes()
+    assert run_cli("study", str(f2)) == 0  # every cell is finished: nothing retrains
+    assert not list(out2.glob("cells/**/adapter_model.safetensors"))

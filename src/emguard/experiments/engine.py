@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -57,6 +58,11 @@ class Cell:
 
     def describe(self) -> str:
         return self.label or self.key
+
+
+def model_slug(spec: str) -> str:
+    """A model spec (name, hub id, path) as one directory name."""
+    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", str(spec).strip("/")).strip("_")[-80:] or "model"
 
 
 def is_trained(cell: Cell) -> bool:

@@ -29,7 +29,6 @@ import itertools
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from typing import Any
 
 from emguard.data.io import write_text_atomic
 from emguard.experiments.config import StudyConfig
-from emguard.experiments.engine import CELL_JSON, Cell, is_finished
+from emguard.experiments.engine import CELL_JSON, Cell, is_finished, model_slug  # noqa: F401 (model_slug: API)
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +71,6 @@ def expand_defenses(defenses: dict[str, Any]) -> dict[str, list]:
             label = ",".join(f"{k}={v}" for (_, k, _), v in zip(axes, combo))
             out[f"{name}[{label}]"] = new
     return out
-
-
-def model_slug(spec: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.\-]+", "_", str(spec).strip("/")).strip("_")[-80:] or "model"
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any
 
 from emguard.experiments.criteria import (RULES, as_json, criteria_table, estimate, fmt, likelihood_table,
                                           rate_table, unit_values, contrast)
+from emguard.experiments.engine import model_slug
 from emguard.experiments.report import criteria_markdown, findings, html_page
 
 TERMS = ("loss/ce", "loss/kl", "loss/ldifs", "loss/treft")  # logged per step by the trainer (metrics.jsonl)
@@ -110,6 +111,10 @@ def plain_table(model: str, dataset: str, defs: dict, baseline: str) -> dict:
         row["misaligned"] = estimate(rate_table(cell, "misaligned"))
         finals = [r["_curve"][-1] for r in cell.values() if r.get("_curve")]
         row["final_ce"] = sum(f.get("loss/ce", f["loss"]) for f in finals) / len(finals) if finals else None
+        tails = [p for r in cell.values() for p in (r.get("_curve") or [])[-10:]]
+        terms = {k[5:]: sum(p[k] for p in tails if k in p) / sum(1 for p in tails if k in p)
+                 for k in TERMS[1:] if any(k in p for p in tails)}
+        row["reg_terms"] = terms  # each regularizer's term (weight included), mean of the last 10 steps
         row["steps"] = max((r.get("steps") or 0 for r in cell.values()), default=0) or None
         row["curve"] = mean_curve([r.get("_curve") or [] for r in cell.values()])
         rows.append(row)
@@ -134,12 +139,14 @@ PLAIN_COLUMNS = [("broad", "broad harm effect", 3), ("broad_vs_base", "Δ broad"
 
 def plain_markdown(t: dict) -> str:
     cols = [c for c in PLAIN_COLUMNS if any(r.get(c[0]) is not None for r in t["rows"])]
-    lines = ["| defense | seeds | steps | " + " | ".join(h for _, h, _ in cols) + " | final CE |",
-             "|---|---|---|" + "---|" * len(cols) + "---|"]
+    lines = ["| defense | seeds | steps | " + " | ".join(h for _, h, _ in cols) + " | final CE | regularizer term |",
+             "|---|---|---|" + "---|" * len(cols) + "---|---|"]
     for r in t["rows"]:
         ce = f"{r['final_ce']:.3f}" if r.get("final_ce") is not None else "–"
+        reg = ", ".join(f"{k} {v:.4f}" for k, v in (r.get("reg_terms") or {}).items()) or "–"
         lines.append(f"| {r['defense']} | {r['seeds']} | {r.get('steps') or '–'} | "
-                     + " | ".join(fmt(r.get(k), d, signed=k.endswith("_vs_base")) for k, _, d in cols) + f" | {ce} |")
+                     + " | ".join(fmt(r.get(k), d, signed=k.endswith("_vs_base")) for k, _, d in cols)
+                     + f" | {ce} | {reg} |")
     return "\n".join(lines)
 
 
@@ -176,7 +183,8 @@ def write_study_report(cfg, cells, out: Path) -> Path:
              "Likelihood effects: nats/token, harmful minus aligned reference answers with style held fixed "
              "(> 0: harmful answers likelier). Rates: percent of sampled answers per prompt (benign: per problem). "
              "Every 95% CI is a hierarchical bootstrap over training seeds, then questions (paired by seed number "
-             "and question for Δ and ratios). Numbers per cell and seed: results.csv.", ""]
+             "and question for Δ and ratios). Final CE and regularizer terms (weight included): mean of the last 10 "
+             "logged steps over seeds. Numbers per cell and seed: results.csv.", ""]
     pngs: list[str] = []
     for t in tabs["criteria"]:
         lines += [f"## {t['model']} · {t['dataset']}: the four criteria", "",
@@ -184,7 +192,7 @@ def write_study_report(cfg, cells, out: Path) -> Path:
                   f"judge: {t['judge']}; fewest optimizer steps of a cell: {t.get('steps')}.", "",
                   criteria_markdown(t, t["judge"]), "", RULES, "", "### What this run found", ""]
         lines += [f"- {s}" for s in findings(t)] + [""]
-        pngs += plot_sweeps(t, out, f"{t['model']}_{t['dataset']}")
+        pngs += plot_sweeps(t, out, f"{model_slug(t['model'])}_{t['dataset']}")
     lines += probe_lines(out, tabs["plain"], cfg.baseline)
     for t in tabs["plain"]:
         lines += [f"## {t['model']} · {t['dataset']}", "", plain_markdown(t), ""]
