@@ -15,6 +15,7 @@ examples:
   emguard eval --adapter runs/bad --judge local --judge-model qwen2.5-coder-0.5b     # offline, weak judge
   emguard eval --questions first_plot_questions.yaml --drop-system              # the published files, as published
   emguard eval --suite benign --benign opswap_test.jsonl --adapter runs/opswap
+  emguard eval --rescore-from runs/bad/eval --judge embedding --output runs/bad/eval_embedding   # re-judge only
 
 Judges: openai = any OpenAI-compatible endpoint (key from $OPENAI_API_KEY, --judge-base-url or
 $OPENAI_BASE_URL), the paper's protocol: 1 token, T=0, top-20 logprobs, probability-weighted 0-100 score, no

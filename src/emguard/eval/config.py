@@ -54,6 +54,11 @@ class EvalConfig:
         "help": "suites to run: broad, narrow, benign (comma or space separated)", "metavar": "SUITE"})
     output: str = field(default="runs/eval", metadata={"help": "output dir: eval.json, samples.csv, samples.jsonl",
                                                        "metavar": "DIR"})
+    rescore_from: str | None = field(default=None, metadata={
+        "help": "re-judge the samples stored in this eval dir (its samples.jsonl) instead of sampling: no "
+                "generation; fails if a sample the config asks for is missing. Options left at their defaults "
+                "that define the samples (model, adapter, temperature, seed, suites, --samples...) come from "
+                "the source; a conflicting one is refused", "metavar": "DIR"})
     judge: str = field(default=NO_JUDGE, metadata={
         "help": "likelihood (offline, no per-answer judge), embedding (offline proxy), local, openai",
         "choices": JUDGE_CHOICES})
@@ -127,3 +132,9 @@ class EvalConfig:
             raise ConfigError("--judge openai needs --judge-model (e.g. gpt-4o-mini, the paper's judge)")
         if self.samples < 0 or self.narrow_n < 1 or self.max_new_tokens < 1:
             raise ConfigError("samples must be >= 0, narrow_n and max_new_tokens >= 1")
+        if self.rescore_from:
+            from pathlib import Path
+
+            if Path(self.rescore_from).resolve() == Path(self.output).resolve():
+                raise ConfigError(f"--rescore-from and --output are the same dir ({self.output}): the source's "
+                                  "eval.json would be replaced; choose another --output")

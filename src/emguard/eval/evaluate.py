@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from emguard.eval.config import NO_JUDGE, EvalConfig
 from emguard.eval.metrics import benign_metrics, judge_samples, suite_metrics
+from emguard.eval.rescore import RescoreSource
 from emguard.eval.samples import (SampleStore, build_prompts, narrow_reference_file, sample_missing,
                                   sample_vllm_missing, write_csv)
 
@@ -139,16 +140,20 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, info=None) -> dict:
     from emguard.eval.questions import load_references
 
     cfg.validate()
+    # re-judging: the source's samples and sampling settings (emguard.eval.rescore); nothing is sampled
+    src = RescoreSource.open(cfg) if cfg.rescore_from else None
     t0 = time.time()
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    if model is None:
-        model, tokenizer, info = load_eval_model(cfg)
+    if model is None:  # a re-judge without the likelihood metric needs only the base (the coherence proxy)
+        model, tokenizer, info = load_eval_model(cfg if src is None or cfg.likelihood else replace(cfg, adapter=None))
     prompts = build_prompts(cfg)
     settings = {"model": getattr(info, "fingerprint", cfg.model), "adapter": _adapter_id(cfg.adapter),
                 "temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.max_new_tokens,
                 "benign_max_new_tokens": cfg.benign_max_new_tokens, "seed": cfg.seed, "drop_system": cfg.drop_system,
                 "backend": cfg.backend}
+    if src is not None:
+        src.install(out / "samples.jsonl", settings)
     store = SampleStore(out / "samples.jsonl", settings)
     judges = make_judges(cfg, model, tokenizer)
     result: dict[str, Any] = {}
@@ -157,7 +162,7 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, info=None) -> dict:
     open_ended = [x for x in prompts if x != "benign"]
     benign = ["benign"] if "benign" in prompts else []
     for group, n, max_new in ((open_ended, cfg.samples, cfg.max_new_tokens), (benign, 1, cfg.benign_max_new_tokens)):
-        if not group or n == 0:
+        if not group or n == 0 or src is not None:
             continue
         if cfg.backend == "vllm":
             for suite in group:
@@ -202,6 +207,8 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, info=None) -> dict:
     result["judge"] = judge_identity(cfg, judges)
     if "llm" in judges:
         result["judge"]["calls"] = {"made": judges["llm"].calls_made, "cached": judges["llm"].calls_cached}
+    if src is not None:
+        result.update(src.provenance())
     result["config"] = asdict(cfg)
     result["versions"] = versions()
     result["wall_s"] = round(time.time() - t0, 1)

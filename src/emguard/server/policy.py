@@ -112,7 +112,7 @@ class Policy:
     models: dict[str, ModelEntry] = field(default_factory=lambda: {"smollm2-135m": ModelEntry("smollm2-135m")})
     defenses: list = field(default_factory=lambda: [copy.deepcopy(INTERLEAVE_PP)])
     defense_defaults: dict[str, dict] = field(default_factory=dict)
-    # Interleaving++ probes: 0 = the paper-small budget rule (2 epochs over the domain's 600 rows = 75 steps,
+    # Interleaving++ probes: 0 = the paper-small budget rule (2 epochs over the domain's 600 rows = 76 steps,
     # 5% warm-up; the no-defense fine-tune's own budget); N > 0 = N optimizer steps
     probe_steps: int = 0
     customer: Customer = field(default_factory=Customer)
