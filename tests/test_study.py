@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from test_rescore import fake_judge  # noqa: F401  (fixture)
 from conftest import chat_rows, write_jsonl
 
 
@@ -418,3 +419,35 @@ def test_report_rebuilds_identically_from_the_committed_files_alone(tmp_path, ti
     assert (out2 / "tables.json").read_bytes() == (out / "tables.json").read_bytes()
     assert run_cli("study", str(f2)) == 0  # every cell is finished: nothing retrains
     assert not list(out2.glob("cells/**/adapter_model.safetensors"))
+
+
+def test_report_only_rejudges_stored_answers_with_another_judge(tmp_path, tiny_model, fake_judge):
+    """--report-only --rescore-judge: every finished domain cell's stored answers are judged again (into
+    eval_<judge>/), nothing is sampled or trained, the report shows the judge's rates, a rerun asks nothing."""
+    import emguard.models.generation as G
+    from emguard.experiments.config import StudyConfig
+    from emguard.experiments.study import run_study
+    from test_rescore import FAKE
+
+    cfg = {"models": [tiny_model], "seeds": [0], "rows": 4, "broad_questions": 2, "narrow_questions": 2,
+           "output": str(tmp_path / "s"),
+           "datasets": {"medical": "medical", "control": {"data": "medical:aligned", "defenses": ["no_defense"]}},
+           "defenses": {"no_defense": [], "kl": ["kl"]},
+           "train": {"max_steps": 1, "batch_size": 2, "micro_batch_size": 2, "save_steps": 1},
+           "eval": {"samples": 1, "max_new_tokens": 3, "variants": ["plain"], "narrow_n": 2, "bootstrap": 100},
+           "num_cpus": 1}
+    assert run_study(StudyConfig(**cfg))["finished"] == 3
+    real_sample = G.sample
+    G.sample = lambda *a, **k: (_ for _ in ()).throw(AssertionError("sampled during a re-judge"))
+    try:
+        s = run_study(StudyConfig(**cfg, report_only=True, rescore_judge=FAKE))
+        asked = len(fake_judge)
+        assert s["finished"] == 3 and asked > 0
+        cells = sorted((tmp_path / "s").glob(f"cells/*/*/*/seed0/eval_{FAKE}/eval.json"))
+        assert len(cells) == 3 and all(json.loads(c.read_text())["rescored_from"] for c in cells)
+        md = (tmp_path / "s" / "report.md").read_text()
+        assert f"misaligned % ({FAKE})" in md
+        run_study(StudyConfig(**cfg, report_only=True, rescore_judge=FAKE))
+        assert len(fake_judge) == asked  # done once: the re-judged dirs are reused
+    finally:
+        G.sample = real_sample

@@ -63,6 +63,13 @@ class StudyConfig:
     num_gpus: float = field(default=0, metadata={"help": "GPUs per cell (Ray resource request)"})
     report_only: bool = field(default=False, metadata={
         "help": "run nothing: write results.csv and the report from the cells finished so far"})
+    rescore_judge: str | None = field(default=None, metadata={
+        "help": "re-judge every finished cell's stored answers with this judge (into <cell>/eval_<judge>/; no "
+                "sampling, no training; cached) and report its rates; with --report-only, only that runs",
+        "choices": JUDGE_CHOICES, "metavar": "JUDGE"})
+    rescore_options: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "options of the re-judge (emguard eval's names), e.g. {judge_model: gpt-4o-mini, judge_base_url: "
+                "http://localhost:8000/v1}"})
 
     def validate(self) -> None:
         from emguard.config import ConfigError

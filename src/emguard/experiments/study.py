@@ -232,6 +232,8 @@ def run_study(cfg: StudyConfig) -> dict:
         _, failures = execute(todo, cfg.executor, workers=max(1, (os.cpu_count() or 1) // threads),
                               threads=threads, ray={"address": cfg.ray_address, "num_cpus": cfg.num_cpus,
                                                     "num_gpus": cfg.num_gpus}, priority=cell_priority(cfg))
+    if cfg.rescore_judge:
+        rescore_cells([c for c in cells if is_finished(c)], cfg.rescore_judge, cfg.rescore_options)
     write_results_csv(out / RESULTS_CSV, collect(cells))
     record_shared(cells, out)
     finished = [c for c in cells if is_finished(c)]
@@ -244,6 +246,25 @@ def run_study(cfg: StudyConfig) -> dict:
                "results": str(out / RESULTS_CSV), "report": str(report), "wall_s": round(time.time() - t0, 1)}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     return summary
+
+
+def rescore_dir(cell: Cell, judge: str) -> Path:
+    return Path(cell.dir) / f"eval_{judge}"
+
+
+def rescore_cells(cells: list[Cell], judge: str, options: dict) -> None:
+    """Re-judge the stored answers of finished cells with ``judge`` (:mod:`emguard.eval.rescore`): each once
+    (a cell whose ``eval_<judge>/eval.json`` exists is skipped), judge calls cached; benign-only cells (exact
+    match, no judge) are left alone."""
+    from emguard.eval.evaluate import evaluate
+    from emguard.eval.rescore import rescore_config
+
+    todo = [c for c in cells if "benign" not in (c.eval.get("suite") or [])
+            and not (rescore_dir(c, judge) / "eval.json").is_file()]
+    for i, c in enumerate(todo, 1):
+        log.info("re-judging %s with %s (%d/%d)", c.key, judge, i, len(todo))
+        evaluate(rescore_config(Path(c.eval["output"]), rescore_dir(c, judge), judge=judge, likelihood=False,
+                                progress=False, **options))
 
 
 def record_shared(cells: list[Cell], out: Path) -> None:

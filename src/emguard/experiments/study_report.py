@@ -21,15 +21,24 @@ from emguard.experiments.report import criteria_markdown, findings, html_page
 TERMS = ("loss/ce", "loss/kl", "loss/ldifs", "loss/treft")  # logged per step by the trainer (metrics.jsonl)
 
 
-def load(cells) -> dict:
-    """{(model, dataset): {defense: {seed: eval.json + _run + units + _curve}}} of finished study cells."""
+def load(cells, judge: str | None = None) -> dict:
+    """{(model, dataset): {defense: {seed: eval.json + _run + units + _curve}}} of finished study cells; with
+    ``judge``, a cell's judge-based parts (rates, units, judge identity) come from its re-judged
+    ``eval_<judge>/`` when there is one (the likelihood metric stays the original evaluation's)."""
     groups: dict = {}
     for c in cells:
         res = json.loads(c.eval_json.read_text())
+        rj = Path(c.dir) / f"eval_{judge}" / "eval.json" if judge else None
+        if rj is not None and rj.is_file():
+            again = json.loads(rj.read_text())
+            for suite in ("broad", "narrow"):
+                if suite in again and suite in res:
+                    res[suite] = {**again[suite], "likelihood": res[suite].get("likelihood")}
+            res["coherence"], res["judge"] = again.get("coherence"), again.get("judge")
         run_f = c.run_dir / "run.json"
         res["_run"] = json.loads(run_f.read_text()) if c.train is not None and run_f.is_file() else {}
         res["steps"] = res["_run"].get("steps")
-        res["units"] = unit_values(c.eval_json.parent)
+        res["units"] = unit_values(rj.parent if rj is not None and rj.is_file() else c.eval_json.parent)
         res["_curve"] = _curve(c.run_dir / "metrics.jsonl") if c.train is not None else []
         groups.setdefault((c.model, c.info["dataset"]), {}).setdefault(c.info["defense"], {})[str(c.seed)] = res
     return groups
@@ -68,7 +77,7 @@ def links(cfg) -> list[dict]:
 
 def build(cfg, cells) -> dict:
     """Every table of the report (criteria tables per model x domain, a plain table per model x dataset)."""
-    groups = load(cells)
+    groups = load(cells, cfg.rescore_judge)
     crit, plain = [], []
     for model in dict.fromkeys(m for m, _ in groups):
         for link in links(cfg):
