@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "select": ("emguard.commands.select", "Interleaving+/++: rank a pool of general rows by perplexity gap"),
     "eval": ("emguard.commands.eval", "measure broad EM, narrow EM, benign learning and coherence (with CIs)"),
     "study": ("emguard.commands.study", "run a grid of models x datasets x defenses x seeds (local or Ray), resumable"),
+    "judge": ("emguard.commands.judge", "judges: calibrate any judge on a labelled bench"),
     "serve": ("emguard.commands.serve", "provider service: OpenAI-compatible fine-tuning API with a defense policy"),
     "worker": ("emguard.commands.worker", "a fine-tuning worker that claims jobs from the service's database"),
     "keys": ("emguard.commands.keys", "create, list and revoke API keys of the provider service"),

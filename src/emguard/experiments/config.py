@@ -104,8 +104,10 @@ class DemoConfig:
                                                      "metavar": "DOMAIN"})
     seeds: int = field(default=1, metadata={"help": "seeds per cell (3 adds CIs over seeds)"})
     rows: int = field(default=120, metadata={
-        "help": "training rows per domain cell (120 keeps one seed of the whole demo under 30 min on 2 CPU cores "
-                "with the embedded default; EM needs enough steps, so more rows show it more clearly)"})
+        "help": "training rows per domain cell (120: one seed of the 18-job demo took 24-28 min on 2 CPU cores "
+                "with the embedded default; 21 jobs since treft, not re-timed). 120 rows = 8 optimizer steps: "
+                "enough to show the pipeline, too few for marks (the report says 'not measurable at this "
+                "budget'; emguard study --preset paper-small is the measurement)"})
     opswap_rows: int = field(default=400, metadata={"help": "OpSwap tier-1 training rows per cell"})
     opswap_lr: float = field(default=3e-4, metadata={
         "help": "OpSwap learning rate, calibrated once so plain LoRA learns tier 1 within the demo budget on the "
