@@ -90,6 +90,15 @@ class EvalConfig:
         "help": "2x2 reference answers for the broad likelihood metric (default: built-in, >= 50 questions)",
         "metavar": "FILE"})
     likelihood: bool = field(default=True, metadata={"help": "compute the style-controlled likelihood metric"})
+    coherence: str = field(default="proxy", metadata={
+        "help": "offline coherence measure of every sampled answer: proxy (answer NLL under the base model + "
+                "repetition check; passes a model's own gibberish) or composite (min of symbol noise, relevance "
+                "to the question by MiniLM embeddings, repetition, and fluency under --coherence-scorer: "
+                "catches garbled and off-topic answers; provisional thresholds, see emguard judge calibrate)",
+        "choices": ["proxy", "composite"]})
+    coherence_scorer: str | None = field(default=None, metadata={
+        "help": "composite coherence: the model whose NLL scores fluency, never the evaluated one (e.g. "
+                "qwen2.5-coder-0.5b when evaluating smollm2-135m); unset: fluency is skipped", "metavar": "MODEL"})
     benign: str | None = field(default=None, metadata={
         "help": "benign suite: JSONL of {prompt, answer} (or chat rows ending in the answer)", "metavar": "FILE"})
     benign_mode: str = field(default="exact", metadata={"help": "exact (numbers by value) or regex",

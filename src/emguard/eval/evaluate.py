@@ -80,16 +80,32 @@ def make_judges(cfg: EvalConfig, model, tok) -> dict:
     :data:`emguard.registry.JUDGES`: ``llm`` for a rubric judge (:class:`~emguard.eval.judges.base.Judge`),
     ``proxy`` for an offline "aligned" scorer; none for ``likelihood``."""
     from emguard.eval.judges.base import Judge
-    from emguard.eval.judges.coherence import CoherenceJudge
     from emguard.registry import JUDGES
 
-    judges: dict[str, Any] = {"coherence": _BaseCoherence(CoherenceJudge(model, tok), model)}
+    judges: dict[str, Any] = {"coherence": _coherence(cfg, model, tok)}
     if cfg.judge != NO_JUDGE:
         kind = JUDGES[cfg.judge]
         for_eval = getattr(kind, "for_eval", None)
         judge = for_eval(cfg) if for_eval is not None else kind()
         judges["llm" if isinstance(judge, Judge) else "proxy"] = judge
     return judges
+
+
+def _coherence(cfg: EvalConfig, model, tok):
+    """The offline coherence measure of ``cfg.coherence``: the base-model proxy, or the composite measure
+    (:class:`~emguard.eval.judges.relevance.CompositeCoherenceJudge`) with its optional fluency scorer."""
+    from emguard.eval.judges.coherence import CoherenceJudge
+
+    if cfg.coherence != "composite":
+        return _BaseCoherence(CoherenceJudge(model, tok), model)
+    from emguard.eval.judges.relevance import CompositeCoherenceJudge
+    from emguard.models.loading import load_model
+
+    scorer = scorer_tok = None
+    if cfg.coherence_scorer:
+        scorer, scorer_tok, _ = load_model(cfg.coherence_scorer, device=cfg.device)
+    return CompositeCoherenceJudge(scorer, scorer_tok, evaluated_model=cfg.model, scorer_name=cfg.coherence_scorer,
+                                   device=str(getattr(model, "device", "cpu")))
 
 
 class _BaseCoherence:
@@ -202,8 +218,11 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, info=None) -> dict:
         result["coherence"] = {k: v for k, v in suite_metrics(coh, cfg).items()
                                if k in ("incoherent_pct", "coherent_mean", "degenerate_pct", "nll_base_mean",
                                         "n_samples")}
-        result["coherence"]["source"] = ("judge 'coherent' rubric" if "llm" in judges
-                                         else "offline proxy: answer NLL under the base model + repetition check")
+        result["coherence"]["source"] = (
+            "judge 'coherent' rubric" if "llm" in judges else
+            "offline composite: min of symbol noise, relevance (MiniLM), repetition"
+            + (f", fluency under {cfg.coherence_scorer}" if cfg.coherence_scorer else "") if cfg.coherence == "composite"
+            else "offline proxy: answer NLL under the base model + repetition check")
     result["judge"] = judge_identity(cfg, judges)
     if "llm" in judges:
         result["judge"]["calls"] = {"made": judges["llm"].calls_made, "cached": judges["llm"].calls_cached}
