@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 COHERENCE_PROXY = "coherence-proxy"
+COMPOSITE = "coherence-composite"  # emguard.eval.judges.relevance; =MODEL: its fluency scorer (else skipped)
 
 EXAMPLES = """\
 examples:
@@ -37,7 +38,7 @@ class _Kinds(Sequence[str]):
     def _names(self) -> list[str]:
         from emguard.registry import JUDGES
 
-        return [*JUDGES.names(), COHERENCE_PROXY]
+        return [*JUDGES.names(), COHERENCE_PROXY, COMPOSITE]
 
     def __getitem__(self, i):  # type: ignore[override]
         return self._names()[i]
@@ -112,6 +113,14 @@ def build_judge(kind: str, *, judge_model: str | None = None, base_url: str | No
                 key_env: str = "OPENAI_API_KEY", model: str = "smollm2-135m", device: str | None = None) -> Any:
     """A judge of ``kind`` built through the registry, as ``emguard eval --judge kind`` builds it; the coherence
     proxy under ``model``."""
+    if kind == COMPOSITE:
+        from emguard.eval.judges.relevance import CompositeCoherenceJudge
+        from emguard.models.loading import load_model
+
+        if judge_model is None:
+            return CompositeCoherenceJudge()
+        m, tok, info = load_model(judge_model, device=device)
+        return CompositeCoherenceJudge(m.eval(), tok, scorer_name=info.spec)
     if kind == COHERENCE_PROXY:
         from emguard.eval.judges.coherence import CoherenceJudge
         from emguard.models.loading import load_model
