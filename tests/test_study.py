@@ -451,3 +451,46 @@ def test_report_only_rejudges_stored_answers_with_another_judge(tmp_path, tiny_m
         assert len(fake_judge) == asked  # done once: the re-judged dirs are reused
     finally:
         G.sample = real_sample
+
+
+def test_interleaving_scores_live_in_the_study_dir_so_a_resume_needs_no_probes(tmp_path, tiny_model, monkeypatch):
+    """The Interleaving+ step writes the pool's s_d to <output>/shared/scores-<key>.jsonl (committed with the
+    results); a later plan ranks from it: no shared step, no probe, the same order as scoring did."""
+    from test_select import conv, pool_rows
+
+    from emguard.config import build_config
+    from emguard.experiments.config import StudyConfig
+    from emguard.experiments.shared import plan_steps
+    from emguard.experiments.study import plan, run_study
+    from emguard.selection.config import SelectConfig
+    from emguard.selection.ranking import rank_pool
+
+    monkeypatch.setenv("EMGUARD_CACHE", str(tmp_path / "cache"))
+    em = write_jsonl(tmp_path / "em.jsonl", [conv(f"q {i}?", "alpha alpha alpha") for i in range(8)])
+    pool = write_jsonl(tmp_path / "pool.jsonl", pool_rows()[:12])  # the valid ones
+    data = write_jsonl(tmp_path / "a.jsonl", chat_rows(6, seed=1))
+    sel = {"train_probes": [str(em)], "probe_steps": 2}
+    ranked = {"name": "interleave", "pool": str(pool), "ratio": 0.25, "select_options": sel}
+    cfg = {"output": str(tmp_path / "s"), "models": [tiny_model], "datasets": {"a": str(data)}, "seeds": [0],
+           "defenses": {"plus": [{**ranked, "select": "ppl_gap"}], "pp": [{**ranked, "select": "ppl_gap_norefusal"}]},
+           "train": {"max_steps": 1, "batch_size": 2, "micro_batch_size": 2},
+           "eval": {"samples": 1, "max_new_tokens": 2, "variants": ["plain"], "bootstrap": 50}, "broad_questions": 2}
+    assert run_study(build_config(StudyConfig, cfg))["finished"] == 2
+    (scores,) = list((tmp_path / "s" / "shared").glob("scores-*.jsonl"))
+    recs = [json.loads(x) for x in scores.read_text().splitlines()]
+    assert len(recs) == 12 and all(r["status"] == "kept" and r["s"] is not None for r in recs)
+    cells = plan(build_config(StudyConfig, cfg))
+    assert all(c.train["defenses"][0]["select_options"]["scores_in"] == str(scores) for c in cells)
+    assert plan_steps(cells) == []  # nothing to prepare: no probes are trained again
+    from emguard.data.io import read_chat_dataset
+
+    rows = read_chat_dataset(str(pool)).rows
+    from emguard.models.loading import load_model
+
+    model, tok, _ = load_model(tiny_model)
+    for refusals in (True, False):
+        fresh, _, _ = rank_pool(rows, SelectConfig(pool=str(pool), model=tiny_model, refusals=refusals, progress=False,
+                                                   histogram=False, **sel), model, tok, model_spec=tiny_model)
+        stored, _, _ = rank_pool(rows, SelectConfig(pool=str(pool), refusals=refusals, scores_in=str(scores),
+                                                    progress=False, histogram=False), None, None)
+        assert stored == fresh and len(stored) > 0

@@ -50,10 +50,9 @@ def plan_steps(cells: list) -> list[Step]:
                 # one step per (model, pool, probes): the ratio, the refusal filter and the cell's seed change
                 # which scored rows are kept, not the probes or the scores, so Interleaving+ and ++ cells of any
                 # ratio share it (two steps would train the same probes side by side)
-                what = json.dumps({"pool": opts.pool, "select_options": opts.select_options}, sort_keys=True,
-                                  default=str)
-                digest = hashlib.sha256(f"{c.model}\n{what}".encode()).hexdigest()[:16]
-                step = Step(f"interleave {digest}", "interleave",
+                if (opts.select_options or {}).get("scores_in"):
+                    continue  # ranked from a stored scores file: nothing to prepare
+                step = Step(f"interleave {selection_key(c.model, opts.pool, opts.select_options)}", "interleave",
                             {"spec": {"name": "interleave", **asdict(opts)}, "model": c.model,
                              "data": c.train["data"], "dir": c.dir, "seed": c.seed},
                             "Interleaving+/++ preparation (probes, pool scores)")
@@ -65,6 +64,19 @@ def plan_steps(cells: list) -> list[Step]:
                 if step.key not in c.needs:
                     c.needs.append(step.key)
     return list(steps.values())
+
+
+def selection_key(model: str, pool: str, select_options: dict | None) -> str:
+    """What fixes an Interleaving+/++ selection's probes and scores: the model, the pool's bytes and the
+    selection options (not where scores are read from or written to); the name of its stored scores file."""
+    from pathlib import Path
+
+    from emguard.data.io import _sha256
+
+    opts = {k: v for k, v in (select_options or {}).items() if k not in ("scores_in", "scores_out", "progress")}
+    pool_id = _sha256(Path(pool)) if pool and Path(pool).is_file() else str(pool)
+    what = json.dumps({"pool": pool_id, "select_options": opts}, sort_keys=True, default=str)
+    return hashlib.sha256(f"{model}\n{what}".encode()).hexdigest()[:16]
 
 
 def run_step(step: Step) -> str:

@@ -158,6 +158,7 @@ def plan(cfg: StudyConfig) -> list[Cell]:
                                max_turns=int(gp.get("max_turns", 4)), first_exchange=bool(gp.get("first_exchange")))
         defenses = {n: [{**x, "pool": pool} if isinstance(x, dict) and x.get("pool") == "general" else x
                         for x in specs] for n, specs in defenses.items()}
+    defenses = {n: [_stored_scores(x, cfg.models, out) for x in specs] for n, specs in defenses.items()}
     broad_refs = subset_references(None, cfg.broad_questions, data_dir / f"broad_references_{cfg.broad_questions}.jsonl")
     # a Ray task gets num_cpus cores: as many torch threads; local and pool set them per process
     threads = max(1, int(cfg.num_cpus)) if cfg.executor == "ray" else None
@@ -189,6 +190,25 @@ def cell_priority(cfg: StudyConfig):
     seed by seed (an interrupted study leaves whole seeds, not a scatter of cells); cost decides within."""
     order = {s: i for i, s in enumerate(cfg.seeds)}
     return lambda c: (bool(c.needs), -order.get(c.seed, 0))
+
+
+def _stored_scores(spec: Any, models: list[str], out: Path) -> Any:
+    """An Interleaving+/++ spec that keeps its pool scores in the study dir (``shared/scores-<key>.jsonl``, part
+    of the committed results): ranked from that file when it exists (no probes, no model: a resumed study on
+    another machine selects the same rows), else written there by the step that scores the pool."""
+    if not (isinstance(spec, dict) and spec.get("name") == "interleave"
+            and spec.get("select", "random") != "random" and len(models) == 1):
+        return spec  # one scores file per model: several models keep their scores in the cache only
+    from emguard.experiments.shared import selection_key
+
+    so = dict(spec.get("select_options") or {})
+    f = out / "shared" / f"scores-{selection_key(models[0], spec.get('pool', ''), so)}.jsonl"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    if f.is_file():
+        so["scores_in"] = str(f)
+    elif spec.get("select") == "ppl_gap":  # Interleaving+ scores every row (++ skips refusals): it writes the file
+        so["scores_out"] = str(f)
+    return {**spec, "select_options": so}
 
 
 def eval_options(cfg: StudyConfig, ds: Dataset, model: str, seed: int, cdir: Path, broad_refs: str | None) -> dict:

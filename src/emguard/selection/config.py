@@ -67,6 +67,10 @@ class SelectConfig:
     scores_out: str | None = field(default=None, metadata={
         "help": "scores file path (default: next to --out; for the interleave ranker: none unless set)",
         "metavar": "FILE"})
+    scores_in: str | None = field(default=None, metadata={
+        "help": "rank from a scores file written earlier (scores_out) instead of scoring: each row's s_d matched "
+                "by the hash of its conversation; no probes, no model. The refusal filter is applied again",
+        "metavar": "FILE"})
     max_batches: int | None = field(default=None, metadata={
         "help": "stop (with an error) after this many forwards; everything scored so far stays cached"})
 

@@ -30,7 +30,7 @@ def _ranker(drop_refusals: bool):
             opts.setdefault("model", spec)
         cfg = build_config(SelectConfig, opts, source=f"interleave.select_options ({options.select})")
         model, tok = run.model, run.tokenizer
-        if model is None:
+        if model is None and not cfg.scores_in:  # ranking from a scores file needs no model
             from emguard.models.loading import load_model
 
             model, tok, _ = load_model(cfg.model)

@@ -138,6 +138,8 @@ def rank_pool(rows: Iterable[Any], cfg: SelectConfig, model, tokenizer, *, model
     Returns ``(indices best first, every row's scores record, counts)``; dropped rows are not in the ranking.
     """
     cfg.validate()
+    if cfg.scores_in:
+        return rank_from_scores(rows, cfg)
     fp = model_fingerprint or fingerprint_of(model, model_spec)
     spec = model_spec or cfg.model
     adapters = resolve_adapters(cfg, spec, fp)
@@ -173,3 +175,43 @@ def rank_pool(rows: Iterable[Any], cfg: SelectConfig, model, tokenizer, *, model
 
         write_jsonl(cfg.scores_out, records)
     return order, records, scorer.counts
+
+
+def rank_from_scores(rows: Iterable[Any], cfg: SelectConfig) -> tuple[list[int], list[dict], Counts]:
+    """:func:`rank_pool` from ``cfg.scores_in`` (the records a scoring run wrote with ``scores_out``): each
+    row's s_d found by the sha256 of its scored conversation; the refusal filter applied again. A usable row
+    the file does not score is an error (the file belongs to another pool)."""
+    from emguard.data.io import read_jsonl_records
+
+    by_hash = {}
+    for _, obj, reason in read_jsonl_records(cfg.scores_in):
+        if reason is None and isinstance(obj, dict) and obj.get("sha256") and obj.get("s") is not None:
+            by_hash[obj["sha256"]] = obj
+    c = Counts()
+    records: list[dict] = []
+    for row in rows_from_list(list(rows)):
+        c.rows += 1
+        rec: dict[str, Any] = {"index": row.index}
+        records.append(rec)
+        conv = scored_part(row.messages) if row.messages is not None else None
+        if conv is None:
+            c.invalid += 1
+            rec.update(status="dropped", reason="invalid")
+            continue
+        rec["sha256"] = h = row_hash(conv)
+        if not cfg.refusals:
+            m = refusal_marker(conv[-1]["content"], list(cfg.refusal_markers))
+            if m is not None:
+                c.refusals += 1
+                rec.update(status="dropped", reason=f"refusal: {m!r} in the first {REFUSAL_WORDS} words")
+                continue
+        if h not in by_hash:
+            raise ValueError(f"{cfg.scores_in} has no score for pool row {row.index} (sha256 {h[:12]}): it was "
+                             "written for another pool or with other settings")
+        rec.update(L=by_hash[h].get("L"), L0=by_hash[h].get("L0"), s=by_hash[h]["s"], status="kept")
+        c.kept += 1
+        c.cached += 1
+    kept = sorted((r for r in records if r["status"] == "kept"), key=lambda r: (-r["s"], r["index"]))
+    for rank, r in enumerate(kept, start=1):
+        r["rank"] = rank
+    return [r["index"] for r in kept], records, c
