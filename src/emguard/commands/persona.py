@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--vector", required=True, help="persona vector file")
     s.add_argument("--trait", default="evil")
     s.add_argument("--trait-file", help="a trait JSON file (overrides --trait)")
-    s.add_argument("--layers", type=int, nargs="+", help="candidate layers (default: 8 from 25% depth to the end)")
+    s.add_argument("--layers", type=int, nargs="+", help="candidate layers (default: 8 from 25%% depth to the end)")
     s.add_argument("--alpha", type=float, default=2.0, help="steering coefficient for the sweep (default: 2)")
     s.add_argument("--max-new-tokens", type=int, default=48)
     s.add_argument("--plot", help="PNG path for the plot (default: next to the vector)")
