@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("emguard.commands.serve", "provider service: OpenAI-compatible fine-tuning API with a defense policy"),
     "worker": ("emguard.commands.worker", "a fine-tuning worker that claims jobs from the service's database"),
     "keys": ("emguard.commands.keys", "create, list and revoke API keys of the provider service"),
+    "screen": ("emguard.commands.screen", "score a dataset for EM risk before training: per-row and per-dataset report"),
 }
 
 EPILOG = """\
