@@ -187,9 +187,10 @@ def plan(cfg: StudyConfig) -> list[Cell]:
 def cell_priority(cfg: StudyConfig):
     """Which ready cell runs first: cells waiting on a shared step (Interleaving+/++: its probes and pool scores
     live in this machine's cache, so they finish here before a later session would have to redo the step), then
-    seed by seed (an interrupted study leaves whole seeds, not a scatter of cells); cost decides within."""
+    seed by seed (an interrupted study leaves whole seeds, not a scatter of cells), within a seed the baseline
+    and the base model first (every contrast needs them); cost decides within."""
     order = {s: i for i, s in enumerate(cfg.seeds)}
-    return lambda c: (bool(c.needs), -order.get(c.seed, 0))
+    return lambda c: (bool(c.needs), -order.get(c.seed, 0), c.info.get("defense") in (cfg.baseline, "base"))
 
 
 def _stored_scores(spec: Any, models: list[str], out: Path) -> Any:
