@@ -494,3 +494,17 @@ def test_interleaving_scores_live_in_the_study_dir_so_a_resume_needs_no_probes(t
         stored, _, _ = rank_pool(rows, SelectConfig(pool=str(pool), refusals=refusals, scores_in=str(scores),
                                                     progress=False, histogram=False), None, None)
         assert stored == fresh and len(stored) > 0
+
+
+def test_cells_run_step_dependents_first_then_seed_by_seed_baseline_first():
+    from emguard.experiments.config import StudyConfig
+    from emguard.experiments.engine import Cell
+    from emguard.experiments.study import cell_priority
+
+    def cell(defense, seed, needs=()):
+        return Cell(f"{defense}/{seed}", "d", "m", seed, {}, {}, info={"defense": defense}, needs=list(needs))
+
+    cells = [cell("kl", 1), cell("kl", 0), cell("no_defense", 1), cell("pp", 2, ["interleave x"]),
+             cell("no_defense", 0), cell("base", 0)]
+    order = [c.key for c in sorted(cells, key=cell_priority(StudyConfig(seeds=[0, 1, 2])), reverse=True)]
+    assert order == ["pp/2", "no_defense/0", "base/0", "kl/0", "no_defense/1", "kl/1"]
