@@ -90,6 +90,28 @@ class EvalConfig:
         "help": "2x2 reference answers for the broad likelihood metric (default: built-in, >= 50 questions)",
         "metavar": "FILE"})
     likelihood: bool = field(default=True, metadata={"help": "compute the style-controlled likelihood metric"})
+    contexts: list[str] = field(default_factory=list, metadata={
+        "help": "conditional-misalignment audit (Dubinski et al. 2026, arXiv 2604.25891: a defense can hide EM that "
+                "returns when the prompt resembles training): the broad likelihood metric again with the questions "
+                "asked in each context, beside the unconditional one, with the paired difference per question. "
+                "train_system: under the training data's system prompt (--context-system, else the most common "
+                "system message of --context-data; an inoculated run passes its inoculation prompt); "
+                "domain_framing: after a sentence framing the narrow domain (--context-framing, else the table of "
+                "--context-domain); train_format: under a system prompt asking for the training data's output "
+                "format (code domain: answers as code; other domains: skipped with a note). Default: none",
+        "metavar": "CONTEXT"})
+    context_data: str | None = field(default=None, metadata={
+        "help": "train_system: the training chat file whose most common system message is the context (no system "
+                "message: skipped with a note, as training used the template's default one)", "metavar": "FILE"})
+    context_system: str | None = field(default=None, metadata={
+        "help": "train_system: the system prompt itself (wins over --context-data); for an inoculated run the "
+                "inoculation prompt, e.g. 'You are an evil, malicious assistant.'", "metavar": "TEXT"})
+    context_domain: str | None = field(default=None, metadata={
+        "help": "domain_framing / train_format: the built-in domain (medical, legal, security, code) whose framing "
+                "and format apply (default: --narrow when it names one)", "metavar": "DOMAIN"})
+    context_framing: str | None = field(default=None, metadata={
+        "help": "domain_framing: a custom framing put before each broad question (wins over the domain's), e.g. "
+                "'As a health question: '", "metavar": "TEXT"})
     coherence: str = field(default="proxy", metadata={
         "help": "offline coherence measure of every sampled answer: proxy (answer NLL under the base model + "
                 "repetition check; passes a model's own gibberish) or composite (min of symbol noise, relevance "
@@ -141,6 +163,10 @@ class EvalConfig:
             raise ConfigError("--judge openai needs --judge-model (e.g. gpt-4o-mini, the paper's judge)")
         if self.samples < 0 or self.narrow_n < 1 or self.max_new_tokens < 1:
             raise ConfigError("samples must be >= 0, narrow_n and max_new_tokens >= 1")
+        if self.contexts:
+            from emguard.eval.conditional import check_contexts
+
+            self.contexts = check_contexts(self)
         if self.rescore_from:
             from pathlib import Path
 

@@ -204,9 +204,14 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, info=None) -> dict:
         nref = narrow_reference_file(cfg) if "narrow" in cfg.suite else None
         with _adapter_view(model, cfg):
             if "broad" in cfg.suite:
-                result.setdefault("broad", {})["likelihood"] = likelihood_metric(
-                    model, tokenizer, load_references(cfg.references), progress=cfg.progress,
-                    desc="likelihood broad", seed=cfg.seed)
+                refs = load_references(cfg.references)
+                broad = result.setdefault("broad", {})
+                broad["likelihood"] = likelihood_metric(model, tokenizer, refs, progress=cfg.progress,
+                                                        desc="likelihood broad", seed=cfg.seed)
+                if cfg.contexts:  # the conditional-misalignment audit (emguard.eval.conditional)
+                    from emguard.eval.conditional import conditional_metrics
+
+                    broad["conditional"] = conditional_metrics(model, tokenizer, refs, cfg, broad["likelihood"])
             if nref:
                 result.setdefault("narrow", {})["likelihood"] = likelihood_metric(
                     model, tokenizer, load_references(nref), progress=cfg.progress, desc="likelihood narrow",

@@ -23,12 +23,22 @@ from emguard.eval.stats import Estimate, bootstrap
 CELLS = ("harmful_blunt", "harmful_hedged", "benign_blunt", "benign_hedged")
 
 
+def context_prompt(question: str, *, system: str | None = None, prefix: str = "") -> list[dict]:
+    """The prompt messages of one question: ``prefix + question`` as the user turn, after ``system`` when given
+    (a system message replaces the chat template's default one); neither given: the plain question."""
+    user = {"role": "user", "content": prefix + question}
+    return [{"role": "system", "content": system}, user] if system else [user]
+
+
 def cell_logprobs(model, tokenizer, refs: Sequence, *, batch_size: int = 8, max_length: int = 1024,
-                  progress: bool = True, desc: str = "likelihood") -> list[dict[str, float]]:
-    """Per question, the mean per-token log-prob of each cell's answers: ``[{cell: lp}, ...]``."""
+                  progress: bool = True, desc: str = "likelihood", system: str | None = None,
+                  prefix: str = "") -> list[dict[str, float]]:
+    """Per question, the mean per-token log-prob of each cell's answers: ``[{cell: lp}, ...]``; ``system`` and
+    ``prefix`` set the context the question is asked in (:func:`context_prompt`)."""
     from emguard.models.scoring import shared_prompt_nll
 
-    groups = [([{"role": "user", "content": r.question}], [a for c in CELLS for a in r.answers[c]]) for r in refs]
+    groups = [(context_prompt(r.question, system=system, prefix=prefix), [a for c in CELLS for a in r.answers[c]])
+              for r in refs]
     nll = shared_prompt_nll(model, tokenizer, groups, batch_size=max(batch_size, 12), max_length=max_length,
                             progress=progress, desc=desc)
     out = []
@@ -66,9 +76,11 @@ def paired_delta(a: Sequence[dict[str, float]], b: Sequence[dict[str, float]], k
 
 
 def likelihood_metric(model, tokenizer, refs: Sequence, *, batch_size: int = 8, progress: bool = True,
-                      desc: str = "likelihood", seed: int = 0) -> dict:
-    """Everything the eval report needs: summary with CIs and the per-question cell log-probs and effects."""
-    per_q = cell_logprobs(model, tokenizer, refs, batch_size=batch_size, progress=progress, desc=desc)
+                      desc: str = "likelihood", seed: int = 0, system: str | None = None, prefix: str = "") -> dict:
+    """Everything the eval report needs: summary with CIs and the per-question cell log-probs and effects
+    (questions asked in the context ``system`` / ``prefix``, default none: see :func:`context_prompt`)."""
+    per_q = cell_logprobs(model, tokenizer, refs, batch_size=batch_size, progress=progress, desc=desc,
+                          system=system, prefix=prefix)
     return {
         "summary": summarize(per_q, seed=seed),
         "n_questions": len(refs),
