@@ -59,6 +59,11 @@ def not_found(kind: str, oid: str, param: str | None = None) -> APIError:
     return APIError(404, f"No such {kind}: {oid}", code=f"{kind.lower().replace(' ', '_')}_not_found", param=param)
 
 
+# codes of a job the pre-training EM-risk screen stopped before training (job.error.code; server/screening.py):
+# the data is over the policy's screen threshold, or the screen could not run and the action is reject
+SCREEN_ERRORS = {"rejected": "em_risk_rejected", "failed": "em_screen_failed"}
+
+
 async def _api_error(request, exc: APIError):
     return SafeJSONResponse(error_body(exc.message, exc.type, exc.code, exc.param), status_code=exc.status,
                             headers=exc.headers)

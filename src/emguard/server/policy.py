@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from emguard.experiments.presets import interleave_pp
+from emguard.server.screening import Screen, check_screen_policy, merge_defenses
 
 log = logging.getLogger("emguard.server")
 
@@ -118,6 +119,7 @@ class Policy:
     customer: Customer = field(default_factory=Customer)
     limits: Limits = field(default_factory=Limits)
     audit: Audit = field(default_factory=Audit)
+    screen: Screen = field(default_factory=Screen)  # the pre-training EM-risk screen (server/screening.py)
     rate_limit: RateLimit = field(default_factory=RateLimit)
     training: Training = field(default_factory=Training)
     worker: Worker = field(default_factory=Worker)
@@ -129,7 +131,7 @@ class Policy:
         d = dict(d or {})
         p = cls()
         sections = {"customer": Customer, "limits": Limits, "audit": Audit, "rate_limit": RateLimit,
-                    "training": Training, "worker": Worker}
+                    "training": Training, "worker": Worker, "screen": Screen}
         for key, value in d.items():
             if key == "models":
                 if not isinstance(value, dict) or not value:
@@ -177,11 +179,12 @@ class Policy:
             raise PolicyError(f"{source}: audit.threshold must be a number or null")
         if self.rate_limit.requests_per_second <= 0 or self.rate_limit.burst < 1:
             raise PolicyError(f"{source}: rate_limit needs requests_per_second > 0 and burst >= 1")
-        for d in self.defenses:
+        check_screen_policy(self.screen, source, PolicyError)
+        for d in [*self.defenses, *self.screen.require_defenses]:
             if "name" not in d:
                 raise PolicyError(f"{source}: every defense needs a name: {d}")
         try:  # the operator's own options get the same type and range checks as a customer's (lam >= 0 ...)
-            check_defense_options(self.defenses)
+            check_defense_options(merge_defenses(self.defenses, self.screen.require_defenses))  # + screen's
         except RequestError as e:
             raise PolicyError(f"{source}: defenses: {str(e).removeprefix('emguard.defenses: ')}") from None
 
@@ -367,8 +370,9 @@ def prepare_defenses(policy: Policy, progress: bool = False) -> dict[str, dict[s
     probes are cached under ``$EMGUARD_CACHE/probes`` keyed by data, model and settings, so a restart or a
     second worker on the same machine reuses them.
     """
-    needs = any(d.get("name") == "interleave" and (d.get("select_options") or {}).get("probes") == "builtin"
-                for d in [*policy.defenses, *({"name": k, **v} for k, v in policy.defense_defaults.items())])
+    needs = policy.screen.needs_probes() or any(  # the screen's gap signal / added Interleaving++ use them too
+        d.get("name") == "interleave" and (d.get("select_options") or {}).get("probes") == "builtin"
+        for d in [*policy.defenses, *({"name": k, **v} for k, v in policy.defense_defaults.items())])
     if not needs:
         return {}
     from emguard.data.datagen import builtin_path

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from emguard.server import blobs, queue
+from emguard.server import blobs, queue, screening
 from emguard.server.db import Checkpoint, File, FineTunedModel, Job, add_event, new_id, now
 from emguard.server.policy import Policy, prepare_defenses, resolve_defenses
 from emguard.server.storage import Storage
@@ -260,6 +260,7 @@ class Worker:
         return ft.base, self.policy.models[ft.base].spec, str(self.storage.job_dir(ft.job_id) / "run")
 
     def _run(self, job: Job) -> None:
+        from emguard.server.errors import SCREEN_ERRORS
         from emguard.training.config import RUN_JSON, TrainConfig
         from emguard.training.run import train
 
@@ -282,6 +283,8 @@ class Worker:
                               data={"resumed_from_step": step})
             else:
                 self._check_tokens(job, spec, data, epochs)
+                if (stop := screening.screen_job(self, job, base_name, spec, data)) is not None:  # before training
+                    raise JobFailed(SCREEN_ERRORS[stop[0]], stop[1])
             defenses = resolve_defenses(job.defenses or [], self.probes.get(base_name, {}), job.domain)
             micro = min(pol.training.micro_batch_size, batch)
             while batch % micro:
@@ -310,6 +313,7 @@ class Worker:
             passed = audit["passed"]
             audit["run"] = _public({"steps": run.get("steps"), "resumed_from": run.get("resumed_from"),
                                     "defenses": run.get("defenses"), "final_losses": run.get("final_losses")})
+        audit = screening.carry(job, audit)  # the pre-training screen's result, when the policy ran one
         report_file = self._store_report(job, audit, run)  # raises JobStopped when the lease was lost
         model_id = self._model_id(job, base_name)
         with self._holding(job.id) as (s, _):
@@ -327,13 +331,14 @@ class Worker:
                           level="info" if c["passed"] else "error", type="metrics", data=c)
         if passed:
             self._finish(job.id, "succeeded", fine_tuned_model=model_id, trained_tokens=tokens, audit=audit,
-                         result_files=[report_file])
+                         result_files=[*(job.result_files or []), report_file])
         else:
             failed = [c for c in audit["checks"] if not c["passed"]]
             msg = "; ".join(f"{c['suite']} {c['metric']}: {c['reason']}" for c in failed)
             self._finish(job.id, "failed", error={"code": "em_audit_failed", "param": None, "message":
                          f"the fine-tuned model failed the emergent-misalignment audit and was not released ({msg})"},
-                         trained_tokens=tokens, audit=audit, result_files=[report_file])
+                         trained_tokens=tokens, audit=audit,
+                         result_files=[*(job.result_files or []), report_file])
 
     def _validate(self, job: Job, spec: str, run_dir: Path, step: int) -> None:
         """Mean per-token NLL of the validation file's assistant replies, fine-tuned and base (adapter off)."""
