@@ -142,7 +142,19 @@ def main() -> int:
                       "share_of_matmul": round(flops / gflops, 3)}
         print(f"{name}: {r['step_s']:.2f} s/step, {real / r['step_s']:.0f} real tok/s, "
               f"{flops:.1f} GFLOP/s = {flops / gflops:.0%} of matmul", flush=True)
+    # one process with every core (the local executor) vs one per core (the pool): which trains more per second
+    cores = max(2, a.threads * 2)
+    torch.set_num_threads(cores)
+    gflops_all = matmul_gflops(cores)
+    r = step_times(data, a.steps)
+    torch.set_num_threads(a.threads)
+    runs[f"plain_{cores}_threads"] = {"step_s": round(r["step_s"], 3), "real_tokens_per_s": round(real / r["step_s"], 1)}
+    print(f"plain, {cores} threads: {r['step_s']:.2f} s/step (matmul {gflops_all:.0f} GFLOP/s); {cores // a.threads} "
+          f"workers of {a.threads} thread(s) train {cores // a.threads * r['step_s'] / runs['plain']['step_s']:.2f}x "
+          "as many steps per second as one process", flush=True)
     fig = {"threads": a.threads, "matmul_gflops": round(gflops, 2), "real_tokens_per_step": round(real, 1),
+           f"matmul_gflops_{cores}_threads": round(gflops_all, 2),
+           "pool_vs_one_process_throughput": round(cores // a.threads * r["step_s"] / runs["plain"]["step_s"], 3),
            "padding_share_random": round(1 - real / padded, 4), "padding_share_grouped": round(1 - real / padded_g, 4),
            "steps": runs,
            "grouped_vs_random_step_ratio": round(runs["plain_grouped"]["step_s"] / runs["plain"]["step_s"], 3),
