@@ -505,6 +505,7 @@ def test_cells_run_step_dependents_first_then_seed_by_seed_baseline_first():
         return Cell(f"{defense}/{seed}", "d", "m", seed, {}, {}, info={"defense": defense}, needs=list(needs))
 
     cells = [cell("kl", 1), cell("kl", 0), cell("no_defense", 1), cell("pp", 2, ["interleave x"]),
-             cell("no_defense", 0), cell("base", 0)]
+             cell("no_defense", 0), cell("steer", 1, ["persona m"]), cell("base", 0)]
     order = [c.key for c in sorted(cells, key=cell_priority(StudyConfig(seeds=[0, 1, 2])), reverse=True)]
-    assert order == ["pp/2", "no_defense/0", "base/0", "kl/0", "no_defense/1", "kl/1"]
+    # the persona vector is a step too, but a quick one computed once: it gives no priority
+    assert order == ["pp/2", "no_defense/0", "base/0", "kl/0", "no_defense/1", "kl/1", "steer/1"]

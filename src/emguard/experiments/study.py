@@ -190,7 +190,8 @@ def cell_priority(cfg: StudyConfig):
     seed by seed (an interrupted study leaves whole seeds, not a scatter of cells), within a seed the baseline
     and the base model first (every contrast needs them); cost decides within."""
     order = {s: i for i, s in enumerate(cfg.seeds)}
-    return lambda c: (bool(c.needs), -order.get(c.seed, 0), c.info.get("defense") in (cfg.baseline, "base"))
+    return lambda c: (any(k.startswith("interleave") for k in c.needs), -order.get(c.seed, 0),
+                      c.info.get("defense") in (cfg.baseline, "base"))
 
 
 def _stored_scores(spec: Any, models: list[str], out: Path) -> Any:
