@@ -97,15 +97,16 @@ class ScreenUnavailable(RuntimeError):
     """The screen cannot run for this job (the message says why)."""
 
 
-def _public(obj):
-    """Absolute server paths (data, vectors, probes, the reference set) shown to a customer as file names."""
+def public(obj, *, in_text: bool = False):
+    """Copy of ``obj`` safe to show a customer: absolute server paths (data, pools, vectors, probe adapters, the
+    reference set) become file names; with ``in_text``, a path inside a message keeps its last part only."""
     if isinstance(obj, dict):
-        return {k: _public(v) for k, v in obj.items()}
+        return {k: public(v, in_text=in_text) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_public(v) for v in obj]
+        return [public(v, in_text=in_text) for v in obj]
     if isinstance(obj, str) and (obj.startswith(("/", "~")) or obj[1:3] == ":\\"):
         return Path(obj).name
-    if isinstance(obj, str):  # a message naming a path: keep its last part only
+    if isinstance(obj, str) and in_text:
         return re.sub(r"(?:[A-Za-z]:)?[/\\][^\s'\"`]*[/\\]([^\s'\"`/\\]+)", r"\1", obj)
     return obj
 
@@ -229,12 +230,12 @@ def screen_job(worker, job, model_name: str, spec: str, data: Path) -> tuple[str
         defenses = merge_defenses(defenses, sp.require_defenses)
         result["added_defenses"] = [d["name"] for d in sp.require_defenses]
     result["passed"] = result["fired"] is False
-    result = _public(result)
-    public = {"service": result, **(report or {"summary": None})}
+    result = public(result, in_text=True)
+    shown = {"service": result, **(report or {"summary": None})}
     if report:  # customer text (rows) is kept as is; only the settings name server files
-        public["settings"] = _public(report["settings"])
-    md = _service_md(result) + (markdown(public, top=int(sp.options.get("top", 20))) if report else "")
-    files = [(f"{job.id}-screen.json", _json_bytes(public)), (f"{job.id}-screen.md", md.encode())]
+        shown["settings"] = public(report["settings"], in_text=True)
+    md = _service_md(result) + (markdown(shown, top=int(sp.options.get("top", 20))) if report else "")
+    files = [(f"{job.id}-screen.json", _json_bytes(shown)), (f"{job.id}-screen.md", md.encode())]
     ids = _store(worker, job, files, result, defenses)
     job.audit, job.result_files, job.defenses = {"screen": result}, ids, defenses
     if result.get("error"):

@@ -31,17 +31,6 @@ from emguard.server.storage import Storage
 log = logging.getLogger("emguard.server.worker")
 
 
-def _public(obj):
-    """Copy of ``obj`` safe to show a customer: absolute server paths (pools, probe adapters) become names."""
-    if isinstance(obj, dict):
-        return {k: _public(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_public(v) for v in obj]
-    if isinstance(obj, str) and (obj.startswith(("/", "~")) or obj[1:3] == ":\\"):
-        return Path(obj).name
-    return obj
-
-
 class JobStopped(Exception):
     def __init__(self, reason: str, step: int):
         super().__init__(reason)
@@ -311,8 +300,8 @@ class Worker:
             audit = __import__("emguard.server.audit", fromlist=["run_audit"]).run_audit(
                 pol, base_name, spec, run_dir, jd / "audit", job.domain)
             passed = audit["passed"]
-            audit["run"] = _public({"steps": run.get("steps"), "resumed_from": run.get("resumed_from"),
-                                    "defenses": run.get("defenses"), "final_losses": run.get("final_losses")})
+            audit["run"] = screening.public({"steps": run.get("steps"), "resumed_from": run.get("resumed_from"),
+                                             "defenses": run.get("defenses"), "final_losses": run.get("final_losses")})
         audit = screening.carry(job, audit)  # the pre-training screen's result, when the policy ran one
         report_file = self._store_report(job, audit, run)  # raises JobStopped when the lease was lost
         model_id = self._model_id(job, base_name)
@@ -391,7 +380,7 @@ class Worker:
 
     def _store_report(self, job: Job, audit: dict | None, run: dict) -> str:
         """The audit report as a ``fine-tune-results`` file owned by the job's org; returns its id."""
-        report = _public({"job": job.id, "audit": {k: v for k, v in (audit or {}).items() if k != "eval_json"},
+        report = screening.public({"job": job.id, "audit": {k: v for k, v in (audit or {}).items() if k != "eval_json"},
                           "training": {k: run.get(k) for k in ("steps", "resumed_from", "defenses", "final_losses",
                                                                "loss_curve", "seed", "wall_time_s")}})
         data = (json.dumps(report, indent=1, default=str) + "\n").encode()
