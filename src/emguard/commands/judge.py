@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
+
+from emguard.eval.config import JudgeChoices
 
 COHERENCE_PROXY = "coherence-proxy"
 COMPOSITE = "coherence-composite"  # emguard.eval.judges.relevance; =MODEL: its fluency scorer (else skipped)
@@ -32,31 +34,7 @@ Outputs: <output>/calibration.json (every figure) and <output>/scores.jsonl (eac
 """
 
 
-class _Kinds(Sequence[str]):
-    """The registered judge kinds plus the coherence proxy, looked up when shown or checked."""
-
-    def _names(self) -> list[str]:
-        from emguard.registry import JUDGES
-
-        return [*JUDGES.names(), COHERENCE_PROXY, COMPOSITE]
-
-    def __getitem__(self, i):  # type: ignore[override]
-        return self._names()[i]
-
-    def __len__(self) -> int:
-        return len(self._names())
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names()
-
-    def __str__(self) -> str:
-        return ", ".join(self._names())
-
-
-KINDS: Sequence[str] = _Kinds()
+KINDS: Sequence[str] = JudgeChoices(tail=(COHERENCE_PROXY, COMPOSITE))  # + the offline coherence measures
 
 
 def _against(value: str) -> tuple[str, str | None]:

@@ -14,13 +14,17 @@ SUITES = ("broad", "narrow", "benign")
 NO_JUDGE = "likelihood"  # no per-answer judge: the style-controlled likelihood metric stands in for it
 
 
-class _JudgeChoices(Sequence[str]):
-    """``likelihood`` + the registered judge kinds (sorted), looked up on every use."""
+class JudgeChoices(Sequence[str]):
+    """``head`` + the registered judge kinds (sorted) + ``tail``, looked up on every use (a kind registered
+    later shows up in --help and passes the checks)."""
+
+    def __init__(self, head: Sequence[str] = (), tail: Sequence[str] = ()):
+        self.head, self.tail = tuple(head), tuple(tail)
 
     def _names(self) -> list[str]:
         from emguard.registry import JUDGES
 
-        return [NO_JUDGE, *JUDGES.names()]
+        return [*self.head, *JUDGES.names(), *self.tail]
 
     def __getitem__(self, i):  # type: ignore[override]
         return self._names()[i]
@@ -37,8 +41,11 @@ class _JudgeChoices(Sequence[str]):
     def __repr__(self) -> str:
         return repr(self._names())
 
+    def __str__(self) -> str:
+        return ", ".join(self._names())
 
-JUDGE_CHOICES: Sequence[str] = _JudgeChoices()
+
+JUDGE_CHOICES: Sequence[str] = JudgeChoices(head=(NO_JUDGE,))
 
 
 @dataclass
