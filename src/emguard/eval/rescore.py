@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from emguard.eval.config import EvalConfig
+from emguard.eval.samples import complete_lines, parse_samples
 
 log = logging.getLogger(__name__)
 
@@ -53,25 +54,8 @@ def read_samples(path: Path) -> tuple[dict, list[str], dict[tuple[str, str, int]
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no samples to re-judge (--rescore-from names an `emguard eval` "
                                 f"output dir holding samples.jsonl)")
-    text = path.read_text()
-    if text and not text.endswith("\n"):
-        log.warning("%s: incomplete last line skipped (interrupted run)", path)
-        text = text[:text.rfind("\n") + 1]
-    header: dict | None = None
-    lines: list[str] = []
-    rows: dict[tuple[str, str, int], dict] = {}
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{i}: not a JSON line ({e})") from None
-        if "settings" in r:
-            header = r["settings"]
-            continue
-        rows[(r["suite"], r["prompt_id"], r["k"])] = r
-        lines.append(line)
+    headers, lines, rows = parse_samples(path, complete_lines(path, path.read_text(), "skipped"))
+    header = headers[-1] if headers else None
     if header is None:
         raise ValueError(f"{path}: no settings line; not a samples file written by `emguard eval`")
     return header, lines, rows

@@ -56,6 +56,34 @@ def narrow_reference_file(cfg: EvalConfig) -> Path | None:
 
 # ------------------------------------------------------------------------------------------------ samples
 
+def complete_lines(path: Path, text: str, what: str) -> str:
+    """``text`` without an incomplete last line (left by a killed run), with a warning saying it was ``what``."""
+    if text and not text.endswith("\n"):
+        log.warning("%s: incomplete last line %s (interrupted run)", path, what)
+        return text[:text.rfind("\n") + 1]
+    return text
+
+
+def parse_samples(path: Path, text: str, hint: str = "") -> tuple[list[dict], list[str], dict[tuple[str, str, int], dict]]:
+    """``(settings headers, sample lines, rows by (suite, prompt id, k))`` of a samples.jsonl's ``text``."""
+    headers: list[dict] = []
+    lines: list[str] = []
+    rows: dict[tuple[str, str, int], dict] = {}
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i}: not a JSON line ({e}){hint}") from None
+        if "settings" in r:
+            headers.append(r["settings"])
+            continue
+        rows[(r["suite"], r["prompt_id"], r["k"])] = r
+        lines.append(line)
+    return headers, lines, rows
+
+
 class SampleStore:
     """Samples of one evaluation, appended to ``samples.jsonl`` as produced; a rerun skips what exists.
 
@@ -67,26 +95,17 @@ class SampleStore:
         self.path, self.settings = path, settings
         self.rows: dict[tuple[str, str, int], dict] = {}
         if path.is_file():
-            text = path.read_text()
-            if text and not text.endswith("\n"):  # a line cut by a kill: drop it (it is re-sampled)
-                log.warning("%s: incomplete last line dropped (interrupted run)", path)
-                text = text[:text.rfind("\n") + 1]
+            raw = path.read_text()
+            text = complete_lines(path, raw, "dropped")
+            if text != raw:  # a line cut by a kill: drop it from the file too (it is re-sampled)
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(text)
                 tmp.replace(path)
-            for i, line in enumerate(text.splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{i}: not a JSON line ({e}); delete the file to re-sample") from None
-                if "settings" in r:
-                    if r["settings"] != settings:
-                        raise ValueError(f"{path} holds samples made with other settings ({r['settings']}); "
-                                         f"use another --output or delete it")
-                    continue
-                self.rows[(r["suite"], r["prompt_id"], r["k"])] = r
+            headers, _, self.rows = parse_samples(path, text, hint="; delete the file to re-sample")
+            for h in headers:
+                if h != settings:
+                    raise ValueError(f"{path} holds samples made with other settings ({h}); "
+                                     f"use another --output or delete it")
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"settings": settings}) + "\n")
