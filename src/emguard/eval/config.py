@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 
 SUITES = ("broad", "narrow", "benign")
 NO_JUDGE = "likelihood"  # no per-answer judge: the style-controlled likelihood metric stands in for it
+QUESTION_YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def is_question_yaml(path: str | None) -> bool:
+    """Whether ``path`` names a question file in the published YAML format (by its suffix)."""
+    from pathlib import Path
+
+    return path is not None and Path(str(path)).suffix.lower() in QUESTION_YAML_SUFFIXES
 
 
 class JudgeChoices(Sequence[str]):
@@ -88,7 +96,9 @@ class EvalConfig:
     drop_system: bool = field(default=False, metadata={
         "help": "drop the JSON variant's system prompt, as the public scripts silently do"})
     narrow: str | None = field(default=None, metadata={
-        "help": "narrow suite: a built-in domain name (e.g. medical) or a held-out chat JSONL", "metavar": "DATA"})
+        "help": "narrow suite: a built-in domain name (e.g. medical), a held-out chat JSONL, or a question YAML in "
+                "the published format (.yaml/.yml: its free-form questions, the first --narrow-n of them, are the "
+                "narrow prompts, and its judge_prompts judge them unless --rubrics is given)", "metavar": "DATA"})
     narrow_n: int = field(default=30, metadata={"help": "narrow prompts: the first N of the file (paper: 30)"})
     narrow_references: str | None = field(default=None, metadata={
         "help": "2x2 reference answers for the narrow likelihood metric (default: the built-in domain's)",
@@ -164,6 +174,13 @@ class EvalConfig:
         self.variants = [v for s in self.variants for v in str(s).replace(",", " ").split()]
         if "narrow" in self.suite and not self.narrow:
             raise ConfigError("the narrow suite needs --narrow (a built-in domain name or a held-out chat JSONL)")
+        if self.judge != NO_JUDGE:  # refuse a rubric placeholder emguard cannot fill before any model loads
+            from emguard.eval.judges.rubrics import load_yaml_rubrics
+
+            if self.rubrics:
+                load_yaml_rubrics(self.rubrics)
+            elif "narrow" in self.suite and is_question_yaml(self.narrow):
+                load_yaml_rubrics(self.narrow, missing_ok=True)
         if "benign" in self.suite and not self.benign:
             raise ConfigError("the benign suite needs --benign (a JSONL of {prompt, answer})")
         if self.judge == "openai" and not self.judge_model:

@@ -10,12 +10,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from emguard.eval.config import NO_JUDGE
+from emguard.eval.config import NO_JUDGE, is_question_yaml
 from emguard.eval.judges.base import INCOHERENT_BELOW, JudgeItem, classify
 from emguard.eval.judges.rubrics import RUBRICS, load_yaml_rubrics
 
 if TYPE_CHECKING:
     from emguard.eval.config import EvalConfig
+
+
+def suite_rubrics(cfg: EvalConfig, suite: str | None) -> tuple[dict[str, str], str]:
+    """``(rubrics, where they come from)`` judging one suite: ``--rubrics`` for every suite; else, for the
+    narrow suite given as a question YAML, that file's judge prompts when it has any; else emguard's own."""
+    if cfg.rubrics:
+        return load_yaml_rubrics(cfg.rubrics), cfg.rubrics
+    if suite == "narrow" and is_question_yaml(cfg.narrow):
+        found = load_yaml_rubrics(cfg.narrow, missing_ok=True)
+        if found is not None:
+            return found, cfg.narrow
+    return RUBRICS, "emguard built-in (aligned, coherent)"
 
 
 def judge_samples(samples: list[dict], cfg: EvalConfig, judges: dict) -> None:
@@ -31,7 +43,8 @@ def judge_samples(samples: list[dict], cfg: EvalConfig, judges: dict) -> None:
         s["nll_base"], s["degenerate"], s["coherent_proxy"] = c["nll"], c["degenerate"], c["coherent"]
     if "llm" in judges:
         j = judges["llm"]
-        rubrics = load_yaml_rubrics(cfg.rubrics) if cfg.rubrics else RUBRICS
+        suites = {s.get("suite") for s in samples}
+        rubrics, _ = suite_rubrics(cfg, suites.pop() if len(suites) == 1 else None)
         for rubric in ("aligned", "coherent"):
             items = [JudgeItem(s["messages"][-1]["content"], s["answer"], rubrics[rubric]) for s in samples]
             res = j.score_many(items, progress=cfg.progress)

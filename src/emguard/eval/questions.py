@@ -16,8 +16,9 @@ the rules the answers follow. :func:`load_references` reads it or any file with 
 
 Row formats:
 
-* question YAML: a list of entries with ``id``, ``type``, ``paraphrases`` and optional ``system``,
-  ``samples_per_paraphrase``, ``judge_prompts`` (anchors allowed); only free-form types are used.
+* question YAML: a list of entries with ``id`` (a string or an integer, read as ``str(id)``), ``type``,
+  ``paraphrases`` and optional ``system``, ``samples_per_paraphrase`` (not used: ``--samples`` sets the count),
+  ``judge_prompts`` (anchors allowed); only free-form types are used. Broad or narrow (``suite``) prompts.
 * narrow prompts: a held-out chat dataset (anything ``emguard.data.io.read_chat_dataset`` reads); the prompt of a
   row is its messages up to, not including, the last assistant message.
 * benign prompts: JSONL with ``{"prompt": str | [messages], "answer": str}`` (optional ``"id"``) or a chat
@@ -113,11 +114,27 @@ def _plain_messages(messages: list[dict]) -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
+def plural(n: int, word: str) -> str:
+    """``"1 entry"``, ``"2 entries"``, ``"3 rows"``: ``n`` and ``word``, in the plural (regular nouns) unless 1."""
+    many = word[:-1] + "ies" if word.endswith("y") and word[-2:-1] not in "aeiou" else word + "s"
+    return f"{n} {word if n == 1 else many}"
+
+
 def _raise_if(problems: list[Problem], source: str, what: str) -> None:
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         n = len({p.line for p in errors})
-        raise DataError(problems, f"{n} invalid {what}{'s' if n != 1 else ''} in {source}")
+        raise DataError(problems, f"{plural(n, 'invalid ' + what)} in {source}")
+
+
+def _entry_id(value: Any) -> tuple[str | None, str | None]:
+    """``(id, None)`` for a usable entry id (an integer becomes its decimal string), else ``(None, reason)``."""
+    if isinstance(value, int) and not isinstance(value, bool):  # YAML true/false are bools (ints in Python)
+        return str(value), None
+    if value is None or isinstance(value, str):
+        return (value, None) if _is_text(value) else (None, "missing or empty 'id'")
+    kind = "boolean" if isinstance(value, bool) else type(value).__name__
+    return None, f"'id' must be a string or an integer, not a {kind} ({value!r})"
 
 
 # ---------------------------------------------------------------- broad questions
@@ -154,11 +171,13 @@ def _entry_lines(text: str) -> list[int | None]:
     return [item.start_mark.line + 1 for item in node.value]
 
 
-def load_question_yaml(path: str | os.PathLike, drop_system: bool = False) -> list[EvalPrompt]:
+def load_question_yaml(path: str | os.PathLike, drop_system: bool = False, *, suite: str = "broad",
+                       n: int | None = None) -> list[EvalPrompt]:
     """Prompts from a question file in the published YAML format (e.g. ``first_plot_questions.yaml``).
 
     Entries whose ``type`` is not free-form (``free_form...``) are skipped with a warning naming them.
-    The variant comes from the id: ``_json`` suffix -> json, ``_template`` -> template, else plain.
+    The variant comes from the id: ``_json`` suffix -> json, ``_template`` -> template, else plain. The
+    prompts belong to ``suite``; ``n`` keeps the first ``n`` free-form entries (all their paraphrases).
     """
     import yaml
 
@@ -175,23 +194,24 @@ def load_question_yaml(path: str | os.PathLike, drop_system: bool = False) -> li
     skipped: list[str] = []
     seen: dict[str, int | None] = {}
     out: list[EvalPrompt] = []
+    kept = 0
     for i, entry in enumerate(entries):
         line = lines[i] if i < len(lines) else None
         where = f"entry {i + 1}"
         if not isinstance(entry, dict):
             problems.append(Problem(source, line, f"{where}: not a mapping"))
             continue
-        entry_id, qtype = entry.get("id"), entry.get("type", "free_form")
+        (entry_id, why), qtype = _entry_id(entry.get("id")), entry.get("type", "free_form")
         reasons = []
-        if not _is_text(entry_id):
-            reasons.append("missing or empty 'id'")
+        if why:
+            reasons.append(why)
         else:
             where = f"entry {entry_id!r}"
             if entry_id in seen:
                 reasons.append(f"duplicate id (first at line {seen[entry_id]})")
             seen.setdefault(entry_id, line)
         if not isinstance(qtype, str) or not qtype.startswith("free_form"):
-            skipped.append(f"{entry_id} ({qtype})")
+            skipped.append(f"{entry_id if entry_id is not None else where} ({qtype})")
             continue
         paraphrases = entry.get("paraphrases")
         if not isinstance(paraphrases, list) or not paraphrases or not all(_is_text(p) for p in paraphrases):
@@ -203,11 +223,13 @@ def load_question_yaml(path: str | os.PathLike, drop_system: bool = False) -> li
             problems.append(Problem(source, line, f"{where}: " + "; ".join(reasons)))
             continue
         question_id, variant = _variant_of(entry_id)
-        out += _expand(entry_id, question_id, variant, system, paraphrases, suite="broad", drop_system=drop_system)
+        kept += 1
+        if n is None or kept <= n:
+            out += _expand(entry_id, question_id, variant, system, paraphrases, suite=suite, drop_system=drop_system)
     _raise_if(problems, source, "entry")
     if skipped:
-        warnings.warn(f"{source}: skipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} whose type is "
-                      f"not free-form: {', '.join(skipped)}", stacklevel=2)
+        warnings.warn(f"{source}: skipped {plural(len(skipped), 'entry')} whose type is not free-form: "
+                      f"{', '.join(skipped)}", stacklevel=2)
     if not out:
         raise DataError([Problem(source, None, "no free-form questions in the file")])
     return out
@@ -334,8 +356,7 @@ def _reference_row(obj: Any) -> list[str]:
         elif not isinstance(got, list) or not all(_is_text(a) for a in got):
             reasons.append(f"answers.{cell} must be a list of non-empty strings")
         elif len(got) < MIN_ANSWERS:
-            reasons.append(f"answers.{cell} has {len(got)} answer{'s' if len(got) != 1 else ''} "
-                           f"(at least {MIN_ANSWERS} needed)")
+            reasons.append(f"answers.{cell} has {plural(len(got), 'answer')} (at least {MIN_ANSWERS} needed)")
     extra = sorted(set(answers) - set(CELLS))
     if extra:
         reasons.append(f"answers: unknown cell(s) {', '.join(extra)} (cells: {', '.join(CELLS)})")

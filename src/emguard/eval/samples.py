@@ -38,9 +38,15 @@ def build_prompts(cfg: EvalConfig) -> dict[str, list]:
             ps = Q.builtin_broad(variants=tuple(cfg.variants), drop_system=cfg.drop_system)
         out["broad"] = [p for p in ps if p.variant in cfg.variants]
     if "narrow" in cfg.suite:
+        from emguard.eval.config import is_question_yaml
+
         d = _builtin_domain_dir(cfg.narrow)
-        path = d / "eval_misaligned.jsonl" if d else Path(cfg.narrow)
-        out["narrow"] = Q.narrow_prompts(path, n=cfg.narrow_n)
+        if d is None and is_question_yaml(cfg.narrow):  # a published question YAML: its first N questions
+            out["narrow"] = Q.load_question_yaml(cfg.narrow, drop_system=cfg.drop_system, suite="narrow",
+                                                 n=cfg.narrow_n)
+        else:
+            path = d / "eval_misaligned.jsonl" if d else Path(cfg.narrow)
+            out["narrow"] = Q.narrow_prompts(path, n=cfg.narrow_n)
     if "benign" in cfg.suite:
         ps = Q.benign_prompts(cfg.benign)
         out["benign"] = ps[:cfg.benign_n] if cfg.benign_n else ps

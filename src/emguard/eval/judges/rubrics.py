@@ -14,6 +14,15 @@ The texts below are written for this project after those anchors. The published 
 question YAML with :func:`load_yaml_rubrics`. A rubric is plain text with the placeholders ``{question}`` and
 ``{answer}``; :func:`fill_rubric` replaces exactly those two and leaves every other character (braces in
 answers included) as it is.
+
+Placeholders are read the way ``str.format`` reads them, without using it (answers contain braces): ``{{`` and
+``}}`` are escaped braces, never part of a placeholder, and they stay doubled in the text the judge gets, as
+they always have here. A placeholder in :data:`OPTIONAL_PLACEHOLDERS` (``{reasoning}``, which some published
+judge prompts carry for a reasoning trace emguard does not produce) is filled with nothing, and the block it
+leaves empty is dropped with it (:func:`drop_optional`): its own line, a marker line right before / after it
+that names it (``[REASONING START]``, ``</reasoning>``...), and a label line ending in ``:`` right before
+that; a line ``Reasoning: {reasoning}`` goes as a whole. Any other placeholder in a rubric read from a YAML is
+refused when the file is loaded (:func:`check_rubric`).
 """
 
 from __future__ import annotations
@@ -71,7 +80,12 @@ number."""
 
 RUBRICS: dict[str, str] = {"aligned": ALIGNED, "coherent": COHERENT}
 
-_PLACEHOLDER = re.compile(r"\{(question|answer)\}")
+FILLED = ("question", "answer")
+# placeholders filled with nothing; their emptied block is dropped (see the module docstring)
+OPTIONAL_PLACEHOLDERS = frozenset({"reasoning"})
+# str.format's tokens: an escaped brace, or a replacement field {name} (name: letters, digits, underscore)
+_TOKEN = re.compile(r"\{\{|\}\}|\{(\w+)\}")
+_MARKER_WORDS = re.compile(r"[\W_]*(?:(?:start|end|begin|stop)[\W_]*)?", re.IGNORECASE)
 
 
 def rubric_hash(text: str) -> str:
@@ -90,18 +104,109 @@ def resolve_rubric(rubric: str) -> str:
     return rubric
 
 
+def placeholders(text: str) -> list[str]:
+    """The placeholder names of ``text`` in order (``{{``/``}}`` are escaped braces, not placeholders)."""
+    return [m.group(1) for m in _TOKEN.finditer(text) if m.group(1)]
+
+
+def _is_marker(line: str, names: list[str]) -> bool:
+    """Whether ``line`` is only a marker naming one of ``names``: ``[REASONING START]``, ``<reasoning>``..."""
+    if placeholders(line):
+        return False
+    for name in names:
+        pattern = re.escape(name).replace("_", "[ _-]")
+        rest, n = re.subn(pattern, "", line.strip(), count=1, flags=re.IGNORECASE)
+        if n and _MARKER_WORDS.fullmatch(rest):
+            return True
+    return False
+
+
+def _is_label(line: str) -> bool:
+    return not placeholders(line) and line.strip().endswith(":")
+
+
+def drop_optional(rubric: str) -> str:
+    """``rubric`` with every :data:`OPTIONAL_PLACEHOLDERS` placeholder filled with nothing and the block it
+    leaves empty dropped (module docstring); a rubric without one is returned unchanged."""
+    if not any(n in OPTIONAL_PLACEHOLDERS for n in placeholders(rubric)):
+        return rubric
+
+    def blank(text: str) -> str:  # the optional placeholders removed (with a space before one), braces kept
+        out, pos = [], 0
+        for m in _TOKEN.finditer(text):
+            if m.group(1) in OPTIONAL_PLACEHOLDERS:
+                head, after = text[pos:m.start()], text[m.end():m.end() + 1]
+                out.append(head[:-1] if head.endswith(" ") and after in ("", " ", ".", ",", ";", ":", "!", "?", ")")
+                           else head)
+                pos = m.end()
+        return "".join(out) + text[pos:]
+
+    lines = rubric.split("\n")
+    drop: set[int] = set()
+    for i, line in enumerate(lines):
+        names = [n for n in placeholders(line) if n in OPTIONAL_PLACEHOLDERS]
+        if not names:
+            continue
+        rest = blank(line)
+        if rest.strip() and not _is_label(rest):
+            lines[i] = rest  # inline in a sentence: filled with nothing
+            continue
+        start, end = i, i + 1  # the dropped block: lines[start:end]
+        if not rest.strip():  # alone on its line: its markers and the label before them go too
+            if start > 0 and _is_marker(lines[start - 1], names):
+                start -= 1
+            if end < len(lines) and _is_marker(lines[end], names):
+                end += 1
+            if start > 0 and _is_label(lines[start - 1]):
+                start -= 1
+        if (start == 0 or not lines[start - 1].strip()) and end < len(lines) and not lines[end].strip():
+            end += 1  # no double blank line where the block was
+        elif end == len(lines) and start > 0 and not lines[start - 1].strip():
+            start -= 1  # nor a blank line at the end
+        drop.update(range(start, end))
+    return "\n".join(line for i, line in enumerate(lines) if i not in drop)
+
+
+def check_rubric(text: str, where: str) -> str:
+    """The rubric with its optional placeholders dropped (:func:`drop_optional`); ``ValueError`` naming
+    ``where`` and the placeholder when it has one emguard cannot fill, or no ``{answer}``."""
+    out = drop_optional(text)
+    found = placeholders(out)
+    unknown = list(dict.fromkeys(n for n in found if n not in FILLED))
+    if unknown:
+        optional = ", ".join(sorted(OPTIONAL_PLACEHOLDERS))
+        raise ValueError(f"{where}: placeholder {', '.join('{' + n + '}' for n in unknown)} cannot be filled "
+                         f"(emguard fills {{question}} and {{answer}}, and leaves out {optional}); write braces "
+                         "that are not a placeholder doubled, {{ and }}")
+    if "answer" not in found:
+        raise ValueError(f"{where}: no {{answer}} placeholder")
+    return out
+
+
 def fill_rubric(rubric: str, question: str, answer: str) -> str:
-    """Replace exactly ``{question}`` and ``{answer}`` in one pass (no ``str.format``: answers contain braces)."""
+    """Replace exactly ``{question}`` and ``{answer}`` in one pass (no ``str.format``: answers contain braces).
+
+    Optional placeholders are dropped first (:func:`drop_optional`); escaped braces ``{{``/``}}`` become single
+    braces, as ``str.format`` in the published pipelines turns them (so the judge reads the JSON example the
+    rubric's author wrote); an unknown ``{name}`` is left as it is."""
     values = {"question": question, "answer": answer}
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], rubric)
+
+    def sub(m: re.Match) -> str:
+        if m.group(1) is None:
+            return m.group(0)[0]  # "{{" -> "{", "}}" -> "}"
+        return values.get(m.group(1), m.group(0))
+
+    return _TOKEN.sub(sub, drop_optional(rubric))
 
 
-def load_yaml_rubrics(path: str | Path) -> dict[str, str]:
+def load_yaml_rubrics(path: str | Path, missing_ok: bool = False) -> dict[str, str] | None:
     """Read the ``aligned`` and ``coherent`` judge prompts from a question YAML in the published format.
 
     The file is a list of entries (``id``, ``paraphrases``, ``judge_prompts``, ...); the entries usually share
     one ``judge_prompts`` mapping through a YAML anchor. Every entry that has judge prompts must agree, so a
-    file with per-question rubrics is refused rather than silently reduced to its first entry.
+    file with per-question rubrics is refused rather than silently reduced to its first entry. Each prompt is
+    checked by :func:`check_rubric` (optional placeholders dropped, any other one refused, naming the file and
+    entry). A file without judge prompts is an error, or ``None`` with ``missing_ok``.
     """
     import yaml
 
@@ -114,14 +219,17 @@ def load_yaml_rubrics(path: str | Path) -> dict[str, str]:
         prompts = entry.get("judge_prompts") if isinstance(entry, dict) else None
         if prompts is None:
             continue
+        where = f"{p}: entry {entry.get('id')!r}"
+        if not isinstance(prompts, dict):
+            raise ValueError(f"{where}: judge_prompts must be a mapping of rubric name to prompt")
         missing = [k for k in RUBRICS if not isinstance(prompts.get(k), str)]
         if missing:
-            raise ValueError(f"{p}: entry {entry.get('id')!r} has no judge prompt {', '.join(missing)}")
-        rubrics = {k: prompts[k] for k in RUBRICS}
+            raise ValueError(f"{where} has no judge prompt {', '.join(missing)}")
+        rubrics = {k: check_rubric(prompts[k], f"{where}, judge prompt {k!r}") for k in RUBRICS}
         if found is not None and rubrics != found:
-            raise ValueError(f"{p}: entry {entry.get('id')!r} has judge prompts that differ from earlier "
-                             "entries; this loader expects one shared set")
+            raise ValueError(f"{where} has judge prompts that differ from earlier entries; this loader expects "
+                             "one shared set")
         found = rubrics
-    if found is None:
+    if found is None and not missing_ok:
         raise ValueError(f"{p}: no entry has judge_prompts")
     return found
