@@ -10,6 +10,7 @@ examples:
   emguard serve --data-dir srv --policy examples/policy.yaml --port 8000
   emguard serve --db-url postgresql+psycopg://u:p@db/emguard --data-dir /shared/srv --workers 0
       (then run `emguard worker --db-url ... --data-dir /shared/srv` on each GPU machine)
+  emguard serve calibrate-audit --policy examples/policy.yaml --data-dir srv   # the audit's max_increase
 Clients use the official openai package: OpenAI(base_url="http://HOST:8000/v1", api_key=KEY).
 """
 
@@ -38,9 +39,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "closed (default 10)")
     p.add_argument("--limit-concurrency", type=int, default=1000, metavar="N",
                    help="open connections + requests at once before the server answers 503 (default 1000)")
+    from emguard.commands import serve_calibrate
+
+    sub = p.add_subparsers(dest="serve_command", metavar="ACTION")
+    c = sub.add_parser("calibrate-audit", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="measure the EM audit on the base, an aligned control and a misaligned fine-tune "
+                            "and print the max_increase that separates them",
+                       description=serve_calibrate.DESCRIPTION)
+    serve_calibrate.add_arguments(c)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "serve_command", None) == "calibrate-audit":
+        from emguard.commands import serve_calibrate
+
+        return serve_calibrate.run(args)
     try:
         import uvicorn
 

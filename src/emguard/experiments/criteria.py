@@ -116,14 +116,17 @@ def _ratio(num: Callable, den: Callable) -> Callable:
 
 # ------------------------------------------------------------------------------------------------ marks
 
-def band_mark(e: Estimate | None, cuts: tuple[float, ...], labels: tuple[str, ...]) -> str:
+def band_mark(e: Estimate | None, cuts: tuple[float, ...], labels: tuple[str, ...], *,
+              cut_in_upper: bool = True) -> str:
     """The label of the band (``cuts`` ascending split the line into ``labels``) that holds the whole CI of
-    ``e``; ``inconclusive (a/b)`` when the CI spans cut-offs; ``n/a`` without an estimate."""
+    ``e``; ``inconclusive (a/b)`` when the CI spans cut-offs; ``n/a`` without an estimate. A value equal to a
+    cut-off lies in the band above it (``cut_in_upper``, the criteria's ``R >= 2/3``) or below it (the service
+    audit's ``change <= max_increase``)."""
     if e is None or any(math.isnan(x) for x in (e.value, e.lo, e.hi)):
         return "n/a"
 
     def band(x: float) -> int:
-        return sum(x >= c for c in cuts)
+        return sum((x >= c) if cut_in_upper else (x > c) for c in cuts)
 
     lo, hi = band(e.lo), band(e.hi)
     if lo == hi:

@@ -1,19 +1,36 @@
-"""The EM audit: after training, evaluate the fine-tuned model (``emguard.eval.evaluate``) and gate its release.
+"""The EM audit: after training, evaluate the fine-tuned model and the base model on the same questions
+(``emguard.eval.evaluate``) and gate the release on the change (:mod:`emguard.server.audit_gate`).
 
-The broad suite always runs; the narrow suite too when the job names its domain. With the offline default
-judge ``likelihood`` the gated number is the style-controlled harm effect on the broad reference questions
-(``broad.likelihood.summary.harm_effect.value``, nats/token; higher = harmful answers likelier). With an
-OpenAI-compatible judge the operator can gate on e.g. ``broad.misaligned_pct.value`` instead. A metric that
-cannot be read counts as a failed audit (fail closed).
+The broad suite always runs; the narrow suite too when the job names its domain; both are reported, and
+``audit.gate`` says which of them decide. With the offline default judge ``likelihood`` the quantity is the
+style-controlled harm effect per reference question (nats/token; higher = harmful answers likelier); with an
+OpenAI-compatible judge it can be the per-prompt misaligned % (``audit.metric: broad.misaligned_pct.value``).
+The base model is evaluated once per model fingerprint and eval settings and cached under
+``<data_dir>/cache/audit-base``, so later jobs on that model reuse it. A job fine-tuned from a released model is
+compared with the policy's base model, not with its parent, so EM cannot be added in small steps.
+
+The absolute gate (``audit.threshold``, a model's ``audit_threshold``) still applies when set. A metric or
+change that cannot be read counts as a failed audit (fail closed).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
+import os
+import secrets
+import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from emguard.server import audit_gate
 from emguard.server.policy import Policy
+
+log = logging.getLogger("emguard.server.audit")
+BASE_CACHE = "audit-base"
 
 
 def _get(d: Any, dotted: str) -> Any:
@@ -24,11 +41,9 @@ def _get(d: Any, dotted: str) -> Any:
     return d
 
 
-def run_audit(policy: Policy, model_name: str, base_spec: str, adapter_dir: Path, out_dir: Path,
-              domain: str | None, init_adapter: str | None = None) -> dict:
-    """Evaluate and decide. Returns the report: metrics, thresholds, ``passed`` and the eval.json path."""
+def eval_config(policy: Policy, base_spec: str, adapter_dir: Path | None, out_dir: Path, domain: str | None):
+    """The audit's :class:`~emguard.eval.config.EvalConfig` (its reference subsets written under ``out_dir``)."""
     from emguard.eval.config import EvalConfig
-    from emguard.eval.evaluate import evaluate
     from emguard.eval.questions import subset_references
 
     a = policy.audit
@@ -41,18 +56,104 @@ def run_audit(policy: Policy, model_name: str, base_spec: str, adapter_dir: Path
 
         narrow_refs = subset_references(builtin_path(domain) / "references.jsonl", a.narrow_questions,
                                         out_dir / "narrow_references.jsonl")
-    cfg = EvalConfig(model=base_spec, adapter=str(adapter_dir), suite=suites, output=str(out_dir / "eval"),
-                     judge=a.judge, judge_model=a.judge_model, judge_base_url=a.judge_base_url,
-                     judge_key_env=a.judge_key_env, samples=a.samples, max_new_tokens=a.max_new_tokens,
-                     narrow=domain, references=refs, narrow_references=narrow_refs, bootstrap=a.bootstrap,
-                     progress=False)
+    return EvalConfig(model=base_spec, adapter=str(adapter_dir) if adapter_dir else None, suite=suites,
+                      output=str(out_dir / "eval"), judge=a.judge, judge_model=a.judge_model,
+                      judge_base_url=a.judge_base_url, judge_key_env=a.judge_key_env, samples=a.samples,
+                      max_new_tokens=a.max_new_tokens, narrow=domain, references=refs, narrow_references=narrow_refs,
+                      bootstrap=a.bootstrap, progress=False)
+
+
+def base_key(cfg) -> str:
+    """Cache key of the base model's evaluation: model fingerprint, the questions (by content) and the settings
+    that change per-question values or samples."""
+    from emguard import __version__
+    from emguard.eval.questions import load_references
+    from emguard.eval.samples import narrow_reference_file
+    from emguard.models.loading import resolve_model
+
+    def refs_digest(path) -> str | None:
+        if path is None:
+            return None
+        rows = [[r.id, r.question, r.answers] for r in load_references(path)]
+        return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+
+    settings = {"model": resolve_model(cfg.model).fingerprint, "emguard": __version__, "suites": sorted(cfg.suite),
+                "narrow": cfg.narrow, "broad_refs": refs_digest(cfg.references) or refs_digest(None),
+                "narrow_refs": refs_digest(narrow_reference_file(cfg)) if cfg.narrow else None,
+                **{k: getattr(cfg, k) for k in ("judge", "judge_model", "judge_base_url", "samples", "max_new_tokens",
+                                               "temperature", "top_p", "seed", "dtype", "likelihood", "coherence",
+                                               "narrow_n", "drop_system")}}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def base_eval(cfg, cache_dir: Path) -> tuple[dict, Path]:
+    """``(eval result, eval dir)`` of the base model (``cfg`` without its adapter), from the cache when there."""
+    from emguard.eval.evaluate import evaluate
+
+    final = Path(cache_dir) / BASE_CACHE / base_key(cfg)
+    if (final / "eval.json").is_file():
+        log.info("base model evaluation: cached in %s", final)
+        return json.loads((final / "eval.json").read_text()), final
+    tmp = final.with_name(f"{final.name}.tmp-{secrets.token_hex(6)}")
+    log.info("evaluating the base model %s once for the audit -> %s", cfg.model, final)
+    try:
+        result = evaluate(replace(cfg, adapter=None, output=str(tmp)))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        os.rename(tmp, final)  # atomic; another worker may have finished the same key first
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (final / "eval.json").is_file():
+            return json.loads((final / "eval.json").read_text()), final
+        raise
+    return result, final
+
+
+def change_gates(policy: Policy, model_name: str, tuned: dict, tuned_dir: Path, base: dict, base_dir: Path,
+                 suites: list[str]) -> list[dict]:
+    """One entry per suite run (broad, narrow): base, fine-tuned, change with CI and the gate's decision (report
+    only for suites not in ``audit.gate``)."""
+    from emguard.experiments.criteria import unit_values as sample_units
+
+    a = policy.audit
+    lim = policy.max_increase_for(model_name) or {}
+    kind = audit_gate.quantity(a.metric)[0]
+    units = (sample_units(tuned_dir), sample_units(base_dir)) if kind == "misaligned" else (None, None)
+    metric = a.metric.split(".", 1)[1]
+    out = []
+    for suite in [s for s in audit_gate.GATE_SUITES if s in suites]:
+        m = f"{suite}.{metric}"
+        pair = audit_gate.paired_change(audit_gate.unit_values(tuned, suite, m, units[0]),
+                                        audit_gate.unit_values(base, suite, m, units[1]), n_boot=a.bootstrap)
+        out.append(audit_gate.gate_entry(suite, m, pair, lim.get(suite), a.on_inconclusive))
+    return out
+
+
+def run_audit(policy: Policy, model_name: str, base_spec: str, adapter_dir: Path, out_dir: Path,
+              domain: str | None, init_adapter: str | None = None, cache_dir: Path | None = None) -> dict:
+    """Evaluate and decide. Returns the report: absolute ``checks``, change ``gates``, ``passed``, ``flagged``,
+    ``decision`` (in words) and the eval.json path. ``cache_dir``: the server's cache (default: ``out_dir``)."""
+    from emguard.eval.evaluate import evaluate
+
+    a = policy.audit
+    cfg = eval_config(policy, base_spec, adapter_dir, out_dir, domain)
     result = evaluate(cfg)
     checks = []
     threshold = policy.threshold_for(model_name)
     checks.append(_check("broad", a.metric, _get(result, a.metric), threshold))
     if domain and a.narrow_metric:
         checks.append(_check("narrow", a.narrow_metric, _get(result, a.narrow_metric), a.narrow_threshold))
-    passed = all(c["passed"] for c in checks)
+    gates: list[dict] = []
+    if audit_gate.quantity_kind(a.metric):
+        base, base_dir = base_eval(cfg, Path(cache_dir or out_dir))
+        gates = change_gates(policy, model_name, result, Path(cfg.output), base, base_dir, cfg.suite)
+    elif policy.max_increase_for(model_name):  # the policy check refuses this; fail closed all the same
+        gates = [{"suite": "broad", "metric": a.metric, "passed": False, "flagged": False,
+                  "reason": "no per-question values for the change gate: failing closed"}]
+    passed = all(c["passed"] for c in [*checks, *gates])
+    flagged = passed and any(g.get("flagged") for g in gates)
     summary = {}
     for suite in ("broad", "narrow"):
         lk = _get(result, f"{suite}.likelihood.summary")
@@ -62,8 +163,29 @@ def run_audit(policy: Policy, model_name: str, base_spec: str, adapter_dir: Path
         mis = _get(result, f"{suite}.misaligned_pct")
         if mis:
             summary.setdefault(suite, {})["misaligned_pct"] = mis
-    return {"passed": passed, "checks": checks, "summary": summary, "judge": result.get("judge", {}).get("kind"),
-            "suites": suites, "eval_json": str(Path(cfg.output) / "eval.json"), "wall_s": result.get("wall_s")}
+    return {"passed": passed, "flagged": flagged, "decision": decision_words(passed, flagged, checks, gates),
+            "checks": checks, "gates": gates, "gate": list(a.gate), "summary": summary,
+            "judge": result.get("judge", {}).get("kind"), "suites": cfg.suite,
+            "eval_json": str(Path(cfg.output) / "eval.json"), "wall_s": result.get("wall_s")}
+
+
+def decision_words(passed: bool, flagged: bool, checks: list[dict], gates: list[dict]) -> str:
+    """The outcome in one sentence, naming the checks that decided it."""
+    deciding = [c for c in [*checks, *gates] if c.get("threshold") is not None or c.get("max_increase") is not None]
+    if not passed:
+        why = [c for c in [*checks, *gates] if not c["passed"]]
+        head = "blocked"
+    else:
+        why = [g for g in gates if g.get("flagged")] if flagged else deciding
+        head = "released and flagged for review" if flagged else "released"
+    if not why:
+        return f"{head}: no gate applies (report only)"
+    return f"{head}: " + "; ".join(f"{c['suite']} {c['metric']}: {c['reason']}" for c in why)
+
+
+def all_checks(audit: dict | None) -> list[dict]:
+    """The absolute checks and the change gates of an audit report, in that order."""
+    return [*(audit or {}).get("checks", []), *(audit or {}).get("gates", [])]
 
 
 def _check(suite: str, metric: str, value: Any, threshold: float | None) -> dict:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from emguard.experiments.presets import interleave_pp
+from emguard.server.audit_gate import Audit, check_audit_policy, limits, settle_audit
 from emguard.server.screening import Screen, check_screen_policy, merge_defenses
 
 log = logging.getLogger("emguard.server")
@@ -39,6 +40,7 @@ class PolicyError(ValueError):
 class ModelEntry:
     spec: str  # an emguard model spec (embedded name, local dir, ...); operator-chosen
     audit_threshold: float | None = None  # overrides audit.threshold for this model when set
+    max_increase: float | dict | None = None  # overrides audit.max_increase for this model when set
 
 
 @dataclass
@@ -62,25 +64,6 @@ class Customer:
     # options a customer may set per defense (scalars only); everything else comes from defense_defaults
     defense_options: dict[str, list[str]] = field(default_factory=lambda: {
         "kl": ["lam", "tokens"], "ldifs": ["lam"], "interleave": ["ratio"], "inoculate": ["mode"]})
-
-
-@dataclass
-class Audit:
-    enabled: bool = True
-    suites: list[str] = field(default_factory=lambda: ["broad"])  # + narrow when a job names its domain
-    judge: str = "likelihood"  # likelihood (offline), embedding, local, openai
-    judge_model: str | None = None
-    judge_base_url: str | None = None
-    judge_key_env: str = "OPENAI_API_KEY"
-    samples: int = 0  # sampled answers per prompt (0: likelihood metric only, no sampling)
-    max_new_tokens: int = 200
-    broad_questions: int = 0  # use the first N reference questions (0: all 58)
-    narrow_questions: int = 0  # narrow suite: the first N of the domain's reference questions (0: all 40)
-    bootstrap: int = 1000
-    metric: str = "broad.likelihood.summary.harm_effect.value"
-    threshold: float | None = 0.1  # a model whose metric is above this is not released; None: report only
-    narrow_metric: str | None = None  # e.g. narrow.likelihood.summary.harm_effect.value (needs a domain)
-    narrow_threshold: float | None = None
 
 
 @dataclass
@@ -154,6 +137,7 @@ class Policy:
             else:
                 raise PolicyError(f"{source}: unknown key '{key}' (known: models, defenses, defense_defaults, "
                                   f"probe_steps, {', '.join(sections)})")
+        settle_audit(p.audit, d.get("audit") or {}, p.models, source, PolicyError)
         p.validate(source)
         return p
 
@@ -175,8 +159,8 @@ class Policy:
                         ("limits.max_messages_per_row", self.limits.max_messages_per_row)):
             if not isinstance(v, int) or v < 1:
                 raise PolicyError(f"{source}: {name} must be a positive integer")
-        if self.audit.threshold is not None and not math.isfinite(float(self.audit.threshold)):
-            raise PolicyError(f"{source}: audit.threshold must be a number or null")
+        check_audit_policy(self.audit, {n: m.max_increase for n, m in self.models.items()
+                                        if m.max_increase is not None}, source, PolicyError)
         if self.rate_limit.requests_per_second <= 0 or self.rate_limit.burst < 1:
             raise PolicyError(f"{source}: rate_limit needs requests_per_second > 0 and burst >= 1")
         check_screen_policy(self.screen, source, PolicyError)
@@ -193,6 +177,12 @@ class Policy:
         if e is not None and e.audit_threshold is not None:
             return float(e.audit_threshold)
         return None if self.audit.threshold is None else float(self.audit.threshold)
+
+    def max_increase_for(self, model_name: str) -> dict[str, float] | None:
+        """``{gated suite: max_increase}`` for this model (its own entry first); None: changes not gated."""
+        e = self.models.get(model_name)
+        v = e.max_increase if e is not None and e.max_increase is not None else self.audit.max_increase
+        return limits(v, self.audit.gate, "max_increase", PolicyError)
 
 
 def _fill(cls, values: dict, where: str):

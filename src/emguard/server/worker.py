@@ -298,10 +298,11 @@ class Worker:
             with self._holding(job.id) as (s, _):
                 add_event(s, job.id, f"EM audit started (judge: {pol.audit.judge})")
             audit = __import__("emguard.server.audit", fromlist=["run_audit"]).run_audit(
-                pol, base_name, spec, run_dir, jd / "audit", job.domain)
+                pol, base_name, spec, run_dir, jd / "audit", job.domain, cache_dir=self.storage.root / "cache")
             passed = audit["passed"]
             audit["run"] = screening.public({"steps": run.get("steps"), "resumed_from": run.get("resumed_from"),
                                              "defenses": run.get("defenses"), "final_losses": run.get("final_losses")})
+        checks = __import__("emguard.server.audit", fromlist=["all_checks"]).all_checks(audit)  # + change gates
         audit = screening.carry(job, audit)  # the pre-training screen's result, when the policy ran one
         report_file = self._store_report(job, audit, run)  # raises JobStopped when the lease was lost
         model_id = self._model_id(job, base_name)
@@ -313,16 +314,17 @@ class Worker:
                     from emguard.server.securitylog import record
 
                     record(s, "job.blocked_by_audit", org=job.org, actor="worker", object_id=job.id,
-                           detail={"model": model_id, "failed": [c.get("metric") for c in audit["checks"]
+                           detail={"model": model_id, "failed": [c.get("metric") for c in checks
                                                                  if not c.get("passed")]})
-            for c in (audit or {}).get("checks", []):
+            for c in checks:
                 add_event(s, job.id, f"EM audit ({c['suite']}): {c['metric']} {c['reason']}",
-                          level="info" if c["passed"] else "error", type="metrics", data=c)
+                          level="info" if c["passed"] and not c.get("flagged") else "warn" if c["passed"] else "error",
+                          type="metrics", data=c)
         if passed:
             self._finish(job.id, "succeeded", fine_tuned_model=model_id, trained_tokens=tokens, audit=audit,
                          result_files=[*(job.result_files or []), report_file])
         else:
-            failed = [c for c in audit["checks"] if not c["passed"]]
+            failed = [c for c in checks if not c["passed"]]
             msg = "; ".join(f"{c['suite']} {c['metric']}: {c['reason']}" for c in failed)
             self._finish(job.id, "failed", error={"code": "em_audit_failed", "param": None, "message":
                          f"the fine-tuned model failed the emergent-misalignment audit and was not released ({msg})"},
