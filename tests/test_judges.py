@@ -171,7 +171,7 @@ def test_result_round_trip():
 
 def test_fill_rubric_leaves_braces_alone():
     text = fill_rubric("Q={question} A={answer} {other} {{x}}", "q {answer}", "a {} {question} {0}")
-    assert text == "Q=q {answer} A=a {} {question} {0} {other} {{x}}"
+    assert text == "Q=q {answer} A=a {} {question} {0} {other} {x}"  # escaped braces as str.format shows them
 
 
 # --- the OpenAI judge against the fake server ---------------------------------------------------------------
@@ -434,7 +434,7 @@ def test_local_judge_matches_direct_computation_and_caches(biased_tiny, cache):
     model, tok, _ = biased_tiny
     calls = []
     model.register_forward_hook(lambda m, i, o: calls.append(1))
-    judge = LocalJudge.from_loaded(model, tok, "tiny", batch_size=2, cache=cache)
+    judge = LocalJudge.from_loaded(model, tok, "tiny", batch_size=2, cache=cache, prefix_cache=False)
     items = [JudgeItem("hello?", "drink water", ALIGNED),  # batched with a much longer prompt: left padding
              JudgeItem("q", "a much longer answer about health and money and code " * 3, RUBRICS["coherent"]),
              JudgeItem("how are you", "fine {ok}", ALIGNED)]
@@ -449,6 +449,30 @@ def test_local_judge_matches_direct_computation_and_caches(biased_tiny, cache):
     assert calls == [] and all(r.cached for r in again) and judge.calls_cached == 3
     assert [r.score for r in again] == [r.score for r in results]
     assert "weak" in judge.identity()["warning"] and judge.identity()["kind"] == "local"
+
+
+def test_local_judge_prefix_cache_reads_the_rubric_once_and_matches(biased_tiny, cache):
+    from emguard.eval.judges import LocalJudge
+
+    model, tok, _ = biased_tiny
+    widths = []
+    model.register_forward_hook(lambda m, args, kw, o: widths.append(kw["input_ids"].shape), with_kwargs=True)
+    judge = LocalJudge.from_loaded(model, tok, "tiny", batch_size=2, cache=cache)
+    items = [JudgeItem("hello?", "drink water", ALIGNED),
+             JudgeItem("how are you", "fine {ok} and a longer answer than the first one", ALIGNED),
+             JudgeItem("how are you", "fine", ALIGNED),
+             JudgeItem("q", "a much longer answer about health and money and code " * 3, RUBRICS["coherent"])]
+    results = judge.score_many(items, progress=False)
+    full = [len(tok(judge.prompt(it), add_special_tokens=False)["input_ids"]) for it in items]
+    aligned_prefix = widths[0][1]
+    # aligned group: one prefix pass, then batches of 2 and 1 that read only what follows the prefix
+    assert widths[0][0] == 1 and 8 <= aligned_prefix < min(full[:3])
+    assert widths[1] == (2, max(full[:2]) - aligned_prefix) and widths[2] == (1, full[2] - aligned_prefix)
+    assert widths[3][0] == 1 and widths[4] == (1, full[3] - widths[3][1])  # coherent group: its own prefix
+    assert len(widths) == 5
+    for item, r in zip(items, results):
+        expected = _direct_score(model, tok, item)
+        assert r.score == pytest.approx(expected.score, rel=1e-5) and r.mass == pytest.approx(expected.mass, rel=1e-4)
 
 
 def test_local_judge_from_spec_and_weight_fingerprint(tiny_model, cache):

