@@ -339,18 +339,17 @@ class Worker:
 
         from emguard.data.io import read_chat_dataset
         from emguard.models.loading import load_model
-        from emguard.models.scoring import answer_nll
+        from emguard.eval.holdout import holdout_nll
 
         ds = read_chat_dataset(self.storage.blob_path(job.validation_sha256))
         convs = [r.messages for r in ds.rows]
         model, tok, _ = load_model(spec)
         model = PeftModel.from_pretrained(model, str(run_dir))
-        kw = {"max_length": self.policy.training.max_length}
-        tuned = [x for x in answer_nll(model, tok, convs, **kw) if math.isfinite(x)]
-        with model.disable_adapter():
-            base = [x for x in answer_nll(model, tok, convs, **kw) if math.isfinite(x)]
-        res = {"rows": len(convs), "valid_loss": sum(tuned) / max(1, len(tuned)),
-               "base_valid_loss": sum(base) / max(1, len(base)), "step": step}
+        h = holdout_nll(model, tok, convs, max_length=self.policy.training.max_length)  # = eval --narrow-holdout
+        res = {"rows": len(convs), "valid_loss": h["fine_tuned"]["value"], "base_valid_loss": h["base"]["value"],
+               "change": h["change"], "step": step}
+        if not math.isfinite(res["valid_loss"]):
+            res["valid_loss"] = res["base_valid_loss"] = 0.0
         with self._holding(job.id, step) as (s, j):
             j.validation = res
             ck = s.execute(select(Checkpoint).where(Checkpoint.job_id == job.id, Checkpoint.step == step)).scalar_one_or_none()
