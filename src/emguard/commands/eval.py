@@ -59,12 +59,22 @@ def summary_lines(res: dict) -> list[str]:
             s = lk["summary"]
             lines.append(f"{suite} likelihood ({lk['n_questions']} questions, nats/token): harm effect within "
                          f"style {_fmt(s['harm_effect'])}; style effect {_fmt(s['style_effect'])}")
+    ho = (res.get("narrow") or {}).get("holdout")
+    if ho:
+        lines.append(f"narrow held-out NLL ({ho['scored']} rows of {ho['file']}, nats/token): fine-tuned "
+                     f"{_fmt(ho['fine_tuned'])}, base {_fmt(ho['base'])}, change {_fmt(ho['change'])}")
     if "benign" in res:
         lines.append(f"benign: accuracy {_fmt(res['benign']['accuracy_pct'], '%')} ({res['benign']['scorer']})")
     if "coherence" in res:
         c = res["coherence"]
         lines.append(f"coherence: mean {_fmt(c['coherent_mean'])}, incoherent {_fmt(c['incoherent_pct'], '%')} "
                      f"({c['source']})")
+    from emguard.eval.judge_calibration import describe
+
+    if res["judge"].get("calibration"):
+        lines.append(f"judge {describe(res['judge']['calibration'])}")
+    if (res.get("coherence") or {}).get("calibration"):
+        lines.append(f"coherence measure {describe(res['coherence']['calibration'], 'incoherent')}")
     calls = res["judge"].get("calls")
     if calls:
         lines.append(f"judge calls: {calls['made']} made, {calls['cached']} from the cache")

@@ -14,6 +14,10 @@ COMPOSITE = "coherence-composite"  # emguard.eval.judges.relevance; =MODEL: its 
 
 EXAMPLES = """\
 examples:
+  emguard judge calibrate --judge coherence-composite              # the shipped bench of labelled sampled answers
+  emguard judge calibrate --judge local --judge-model qwen2.5-coder-0.5b --against embedding
+  emguard judge bench-from-samples results/paper-small --out bench/candidates.jsonl  # your own runs' answers
+  emguard judge bench-label --candidates bench/candidates.jsonl --labels me.jsonl colleague.jsonl --out bench.jsonl
   emguard judge bench-from-references --out bench/reference.jsonl       # provisional bench, split by question
   emguard judge calibrate --bench bench/reference.jsonl --judge coherence-proxy          # offline, CPU
   emguard judge calibrate --bench bench/reference.jsonl --judge embedding --against coherence-proxy
@@ -50,7 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c = sub.add_parser("calibrate", help="score a labelled bench with a judge: AUROC, accuracy, agreement",
                        description="Score a labelled bench with any judge and report how well it separates the "
                                    "labels.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("--bench", required=True, metavar="FILE", help="the labelled bench (JSONL, format below)")
+    c.add_argument("--bench", metavar="FILE", help="the labelled bench (JSONL, format below; default: the shipped "
+                                                    "bench of labelled sampled answers, resources/bench/"
+                                                    "sampled-v1.jsonl)")
     c.add_argument("--split", default="test", choices=["test", "dev", "all"],
                    help="which rows to score (default: test, the held-out share)")
     c.add_argument("--judge", required=True, choices=KINDS, metavar="KIND",
@@ -84,6 +90,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--test-share", type=float, default=0.3, help="share of questions held out (default: 0.3)")
     b.add_argument("--incoherent-share", type=float, default=0.25,
                    help="share of answers that get a corrupted, incoherent copy (default: 0.25)")
+    s = sub.add_parser("bench-from-samples", help="draw unlabelled bench candidates from a run's stored answers",
+                       description="Draw bench candidates from stored sampled answers (the samples.jsonl of eval "
+                                   "runs, demo or study cells), stratified by suite, split by question, and write "
+                                   "a blind file for labellers (question and answer only, shuffled). Label it by "
+                                   "the guide (emguard/resources/bench/LABELLING.md), then run bench-label.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("paths", nargs="+", metavar="PATH",
+                   help="samples.jsonl files, or directories searched for them (e.g. results/paper-small)")
+    s.add_argument("--out", required=True, metavar="FILE", help="candidates JSONL to write (label empty)")
+    s.add_argument("--blind", metavar="FILE", help="labellers' file to write (default: <out>.items.jsonl)")
+    s.add_argument("--per-source", type=int, default=90, metavar="N",
+                   help="answers drawn per samples file (default: 90)")
+    s.add_argument("--suites", nargs="+", default=["broad", "narrow"], help="suites to draw from (default: both)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the draw, split and blind order (default: 0)")
+    s.add_argument("--test-share", type=float, default=0.3, help="share of questions held out (default: 0.3)")
+    m = sub.add_parser("bench-label", help="merge labellers' files into a bench, with their agreement",
+                       description="Fill the candidates' labels from one or more labellers' files (rows {id or "
+                                   "item, label, confidence, note}); an answer labelled twice takes the first "
+                                   "file's label (list the adjudicator first). Prints Cohen's kappa per pair.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument("--candidates", required=True, metavar="FILE", help="from bench-from-samples")
+    m.add_argument("--labels", required=True, nargs="+", metavar="FILE", help="labellers' files, adjudicator first")
+    m.add_argument("--out", required=True, metavar="FILE", help="bench JSONL to write")
     p.set_defaults(_judge_parser=p)
 
 
@@ -169,11 +198,11 @@ def summary_lines(rep: dict) -> list[str]:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from emguard.data.io import DataError, write_json_atomic, write_jsonl
-    from emguard.eval.bench import load_bench
+    from emguard.eval.bench import default_bench_path, load_bench
     from emguard.eval.calibration import calibrate
 
     try:
-        bench = load_bench(args.bench)
+        bench = load_bench(args.bench or default_bench_path())
     except DataError as e:
         print(f"error: invalid bench file\n{e}", file=sys.stderr)
         return 2
@@ -205,7 +234,11 @@ def _calibrate(args: argparse.Namespace) -> int:
     rep["config"]["against"] = [n for n, _ in against]
     write_json_atomic(out / "calibration.json", rep)
     write_jsonl(out / "scores.jsonl", rows)
+    from emguard.eval.judge_calibration import record
+
+    kept = record(rep, command="emguard " + " ".join(sys.argv[1:]))
     print("\n".join(summary_lines(rep)))
+    print(f"kept the headline for later evaluations with this judge: {kept}")
     print(f"wrote {out / 'calibration.json'} and {out / 'scores.jsonl'}")
     return 0
 
@@ -220,10 +253,65 @@ def _bench_from_references(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sample_files(paths: Sequence[str]) -> list:
+    from pathlib import Path
+
+    files = []
+    for p in map(Path, paths):
+        files += sorted(p.rglob("samples.jsonl")) if p.is_dir() else [p]
+    return files
+
+
+def _bench_from_samples(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from emguard.data.io import write_jsonl
+    from emguard.eval.bench import bench_candidates, blind_items
+
+    files = _sample_files(args.paths)
+    roots = [Path(p) for p in args.paths if Path(p).is_dir()]
+    try:
+        rows = bench_candidates(files, per_source=args.per_source, seed=args.seed, test_share=args.test_share,
+                                suites=args.suites, root=roots[0] if len(roots) == 1 else None)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    items = blind_items(rows, seed=args.seed)
+    blind = args.blind or str(Path(args.out).with_suffix("")) + ".items.jsonl"
+    write_jsonl(args.out, rows)
+    write_jsonl(blind, items)
+    print(f"wrote {len(rows)} candidates from {len(files)} samples file(s) to {args.out} "
+          f"(dev {sum(r['split'] == 'dev' for r in rows)}, test {sum(r['split'] == 'test' for r in rows)}) "
+          f"and the blind labelling file {blind}")
+    return 0
+
+
+def _bench_label(args: argparse.Namespace) -> int:
+    from emguard.data.io import DataError, read_jsonl_records, write_jsonl
+    from emguard.eval.bench import merge_labels
+
+    candidates = [obj for _, obj, reason in read_jsonl_records(args.candidates) if reason is None]
+    try:
+        rows, rep = merge_labels(candidates, args.labels)
+    except (DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    write_jsonl(args.out, rows)
+    print(f"wrote {rep['rows']} labelled rows to {args.out}: labels {rep['label']}, splits {rep['split']}")
+    for a in rep["agreement"]:
+        print(f"  {a['files'][0]} vs {a['files'][1]}: {a['n']} shared, agreement {a['agreement']:.2f}, "
+              f"Cohen's kappa {a['kappa']:.2f}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.judge_command == "calibrate":
         return _calibrate(args)
     if args.judge_command == "bench-from-references":
         return _bench_from_references(args)
+    if args.judge_command == "bench-from-samples":
+        return _bench_from_samples(args)
+    if args.judge_command == "bench-label":
+        return _bench_label(args)
     args._judge_parser.print_help()
     return 0

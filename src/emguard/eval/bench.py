@@ -28,6 +28,14 @@ LABELS = ("aligned", "misaligned", "incoherent", "refusal", "code")
 SPLITS = ("dev", "test")
 FIELDS = ("id", "question", "answer", "label", "style", "source", "split")
 REFERENCE_SOURCE = "reference"
+BENCH_DIR = Path(__file__).resolve().parent.parent / "resources" / "bench"
+LABELLING_GUIDE = BENCH_DIR / "LABELLING.md"
+SAMPLED_BENCH = "sampled-v1.jsonl"
+
+
+def default_bench_path() -> Path:
+    """The shipped bench of labelled sampled answers (``resources/bench/sampled-v1.jsonl``, see its README)."""
+    return BENCH_DIR / SAMPLED_BENCH
 
 
 @dataclass(frozen=True)
@@ -216,3 +224,142 @@ def bench_from_references(path_out: str | os.PathLike, seed: int = 0, test_share
         counts[key] = {v: sum(r[key] == v for r in rows) for v in sorted({r[key] for r in rows})}
     counts["questions"] = {s: len({question_key(r["question"]) for r in rows if r["split"] == s}) for s in SPLITS}
     return counts
+
+
+# ------------------------------------------------------------------------ a bench from a run's stored answers
+
+UNLABELLED = ""
+
+
+def _cell_source(samples_file: Path, root: Path | None) -> str:
+    """``smollm2-135m/medical/no_defense/seed0`` for ``<root>/cells/smollm2-135m/medical/no_defense/seed0/eval/
+    samples.jsonl``; the directory above ``eval/`` relative to ``root`` (or its last four parts) otherwise."""
+    cell = samples_file.parent.parent if samples_file.parent.name == "eval" else samples_file.parent
+    if root is not None:
+        try:
+            rel = cell.relative_to(root / "cells") if (root / "cells").is_dir() else cell.relative_to(root)
+            return rel.as_posix()
+        except ValueError:
+            pass
+    return "/".join(cell.parts[-4:])
+
+
+def bench_candidates(sample_files: Iterable[str | os.PathLike], *, per_source: int, seed: int = 0,
+                     test_share: float = 0.3, suites: Sequence[str] = ("broad", "narrow"),
+                     root: str | os.PathLike | None = None) -> list[dict]:
+    """Unlabelled bench rows drawn from stored sampled answers (``samples.jsonl`` of eval runs, any number):
+    ``per_source`` answers per file (seeded, stratified: the same share of each suite as the file has), label
+    empty for a labeller to fill (:func:`merge_labels`). ``style`` is ``sampled/<variant>``, ``source`` the
+    cell's path; the split is by question (its id, across all files) within each suite: a question's answers
+    are all dev or all test, ``round(test_share * n)`` of a suite's n questions test."""
+    from emguard.eval.samples import parse_samples
+
+    if not 0 < test_share < 1 or per_source < 1:
+        raise ValueError("need 0 < test_share < 1 and per_source >= 1")
+    rootp = Path(root) if root is not None else None
+    pools: list[tuple[str, list[dict]]] = []
+    for f in sample_files:
+        p = Path(f)
+        _, _, by_key = parse_samples(p, p.read_text(encoding="utf-8"))
+        rows = [r for r in by_key.values() if r.get("suite") in suites and r.get("messages")]
+        if rows:
+            pools.append((_cell_source(p, rootp), rows))
+    if not pools:
+        raise FileNotFoundError("no stored answers of the requested suites in the given samples files")
+    rng = random.Random(seed)
+    picked: list[dict] = []
+    for source, rows in pools:
+        by_suite: dict[str, list[dict]] = {}
+        for r in rows:
+            by_suite.setdefault(r["suite"], []).append(r)
+        n_total = min(per_source, len(rows))
+        quota = {s: round(n_total * len(v) / len(rows)) for s, v in by_suite.items()}
+        for s, v in sorted(by_suite.items()):
+            for r in rng.sample(v, min(quota[s], len(v))):
+                question = next((m["content"] for m in reversed(r["messages"]) if m.get("role") == "user"), "")
+                picked.append({"id": f"{source}/{r['suite']}/{r['prompt_id']}/{r['k']}",
+                               "question": question, "answer": r.get("answer") or "", "label": UNLABELLED,
+                               "style": f"sampled/{r.get('variant', 'plain')}", "source": source, "split": "",
+                               "suite": r["suite"], "question_id": r.get("question_id") or r["prompt_id"]})
+    test: set[str] = set()
+    for suite in sorted({r["suite"] for r in picked}):  # per suite, so each suite keeps its test share
+        groups = sorted({f"{suite}/{r['question_id']}" for r in picked if r["suite"] == suite})
+        random.Random(f"{seed}/split/{suite}").shuffle(groups)
+        test |= set(groups[: round(test_share * len(groups))])
+    for r in picked:
+        r["split"] = "test" if f"{r['suite']}/{r['question_id']}" in test else "dev"
+    return picked
+
+
+def merge_labels(candidates: Sequence[dict], label_files: Sequence[str | os.PathLike]) -> tuple[list[dict], dict]:
+    """Fill ``candidates``' labels from labellers' files (JSONL ``{"id" or "item", "label", ["confidence"],
+    ["note"], ["labeller"]}``; "item" is the blind number :func:`blind_items` gave the row). An id labelled in several files takes the label of the first file listed (the
+    adjudicator goes first); the report gives, per pair of files, the ids both labelled, raw agreement and
+    Cohen's kappa. Raises :class:`DataError` for an unknown id or label (file:line) and ValueError when a
+    candidate stays unlabelled."""
+    from emguard.eval.calibration import cohen_kappa
+
+    by_id = {c["id"]: c for c in candidates}
+    by_item = {c["item"]: c["id"] for c in candidates if c.get("item")}
+    per_file: list[dict[str, dict]] = []
+    problems: list[Problem] = []
+    for f in label_files:
+        got: dict[str, dict] = {}
+        for line, obj, reason in read_jsonl_records(os.fspath(f)):
+            if reason is None and isinstance(obj, dict) and "id" not in obj and obj.get("item") in by_item:
+                obj = {**obj, "id": by_item[obj["item"]]}  # a blind labeller's row names the item only
+            if reason is None:
+                if not isinstance(obj, dict) or obj.get("id") not in by_id:
+                    reason = f"unknown candidate id {obj.get('id') if isinstance(obj, dict) else obj!r}"
+                elif obj.get("label") not in LABELS:
+                    reason = f"label {obj.get('label')!r} is not one of {', '.join(LABELS)}"
+            if reason:
+                problems.append(Problem(os.fspath(f), line, reason))
+                continue
+            got[obj["id"]] = obj
+        per_file.append(got)
+    if problems:
+        raise DataError(problems, f"{len(problems)} invalid label row(s)")
+    out, missing = [], []
+    for c in candidates:
+        first = next((g[c["id"]] for g in per_file if c["id"] in g), None)
+        if first is None:
+            missing.append(c["id"])
+            continue
+        row = {**c, "label": first["label"]}
+        for k in ("confidence", "note", "labeller"):
+            if first.get(k):
+                row[k] = first[k]
+        out.append(row)
+    if missing:
+        raise ValueError(f"{len(missing)} candidate(s) have no label, e.g. {missing[0]!r}")
+    pairs = []
+    for i in range(len(per_file)):
+        for j in range(i + 1, len(per_file)):
+            both = sorted(set(per_file[i]) & set(per_file[j]))
+            if both:
+                la = [per_file[i][k]["label"] for k in both]
+                lb = [per_file[j][k]["label"] for k in both]
+                pairs.append({"files": [os.fspath(label_files[i]), os.fspath(label_files[j])], "n": len(both),
+                              "agreement": sum(x == y for x, y in zip(la, lb)) / len(both),
+                              "kappa": cohen_kappa(la, lb),
+                              "disagreements": [{"id": k, "labels": [x, y]} for k, x, y in zip(both, la, lb)
+                                                if x != y]})
+    report = {"rows": len(out), "label": {lab: sum(r["label"] == lab for r in out) for lab in LABELS},
+              "split": {s: sum(r["split"] == s for r in out) for s in SPLITS}, "agreement": pairs}
+    return out, report
+
+
+def blind_items(candidates: list[dict], seed: int = 0) -> list[dict]:
+    """Give every candidate a blind item number (``q000``...) in a seeded shuffled order (written into the
+    candidates as "item") and return what a labeller sees: ``{"item", "question", "answer"}`` in that order,
+    no source, style or split, so labels cannot lean toward what a run was expected to do."""
+    order = list(range(len(candidates)))
+    random.Random(f"{seed}/blind").shuffle(order)
+    width = max(3, len(str(len(order) - 1)))
+    out = []
+    for n, i in enumerate(order):
+        candidates[i]["item"] = f"q{n:0{width}d}"
+        out.append({"item": candidates[i]["item"], "question": candidates[i]["question"],
+                    "answer": candidates[i]["answer"]})
+    return out

@@ -100,6 +100,10 @@ class EvalConfig:
                 "the published format (.yaml/.yml: its free-form questions, the first --narrow-n of them, are the "
                 "narrow prompts, and its judge_prompts judge them unless --rubrics is given)", "metavar": "DATA"})
     narrow_n: int = field(default=30, metadata={"help": "narrow prompts: the first N of the file (paper: 30)"})
+    narrow_holdout: str | None = field(default=None, metadata={
+        "help": "criterion (b) on your own data: held-out chat JSONL (rows never trained on); reports the NLL of "
+                "its assistant replies, fine-tuned minus base, paired by row with a CI (emguard.eval.holdout)",
+        "metavar": "JSONL"})
     narrow_references: str | None = field(default=None, metadata={
         "help": "2x2 reference answers for the narrow likelihood metric (default: the built-in domain's)",
         "metavar": "FILE"})

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from emguard.eval.config import NO_JUDGE, EvalConfig
-from emguard.eval.metrics import benign_metrics, judge_samples, suite_metrics
+from emguard.eval.metrics import benign_metrics, judge_samples, suite_metrics, suite_rubrics
 from emguard.eval.rescore import RescoreSource
 from emguard.eval.samples import (SampleStore, build_prompts, narrow_reference_file, sample_missing,
                                   sample_vllm_missing, write_csv)
@@ -125,7 +125,9 @@ class _BaseCoherence:
 def judge_identity(cfg: EvalConfig, judges: dict) -> dict:
     """The ``judge`` block of ``eval.json``: the kind, the coherence proxy, the rubrics and the judge itself."""
     ident: dict[str, Any] = {"kind": cfg.judge, "coherence_proxy": judges["coherence"].identity(),
-                             "rubrics": cfg.rubrics or "emguard built-in (aligned, coherent)"}
+                             "rubrics": suite_rubrics(cfg, "broad")[1]}
+    if "narrow" in cfg.suite and suite_rubrics(cfg, "narrow")[1] != ident["rubrics"]:
+        ident["rubrics_narrow"] = suite_rubrics(cfg, "narrow")[1]
     if "llm" in judges:
         ident.update(judges["llm"].identity())
     if "proxy" in judges:
@@ -217,6 +219,15 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, info=None) -> dict:
                     model, tokenizer, load_references(nref), progress=cfg.progress, desc="likelihood narrow",
                     seed=cfg.seed)
 
+    if cfg.narrow_holdout:  # criterion (b) on the user's own held-out rows
+        from emguard.data.io import read_chat_dataset
+        from emguard.eval.holdout import holdout_nll
+
+        convs = [r.messages for r in read_chat_dataset(cfg.narrow_holdout).rows]
+        result.setdefault("narrow", {})["holdout"] = {
+            "file": cfg.narrow_holdout, **holdout_nll(model, tokenizer, convs, tuned_view=_adapter_view(model, cfg),
+                                                      seed=cfg.seed, progress=cfg.progress)}
+
     coh = [s for suite in ("broad", "narrow") if suite in prompts and cfg.samples
            for s in store.get(suite, prompts[suite], cfg.samples)]
     if coh:
@@ -229,6 +240,12 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, info=None) -> dict:
             + (f", fluency under {cfg.coherence_scorer}" if cfg.coherence_scorer else "") if cfg.coherence == "composite"
             else "offline proxy: answer NLL under the base model + repetition check")
     result["judge"] = judge_identity(cfg, judges)
+    from emguard.eval.judge_calibration import lookup
+
+    if "llm" in judges or "proxy" in judges:  # how far to trust the rates above (emguard judge calibrate)
+        result["judge"]["calibration"] = lookup(judges.get("llm", judges.get("proxy")).identity())
+    if "coherence" in result and "llm" not in judges:
+        result["coherence"]["calibration"] = lookup(judges["coherence"].identity())
     if "llm" in judges:
         result["judge"]["calls"] = {"made": judges["llm"].calls_made, "cached": judges["llm"].calls_cached}
     if src is not None:
