@@ -240,3 +240,43 @@ def test_interleaving_pp_preset_is_shared_by_demo_and_service():
         {"name": "interleave", "select": "ppl_gap_norefusal", "ratio": 0.05}
     assert demo["select_options"] == {"train_probes": ["a.jsonl"], "probe_steps": 4, "batch_size": 16}
     assert INTERLEAVE_PP["select_options"] == {"probes": "builtin"} and INTERLEAVE_PP["pool"] == "builtin:general"
+
+
+def test_study_tables_show_base_and_control_with_paired_changes(tmp_path):
+    """A user's dataset that names its control: every cell with its change vs no defense, vs the untrained
+    model and vs the control, paired by seed and question (issue #21: both readings, side by side)."""
+    from types import SimpleNamespace
+
+    from emguard.experiments.study_report import links, plain_table
+
+    def qv(v, s):  # seed s shifts every question by 0.01 * s; questions alternate +-0.02
+        return {q: v + 0.01 * s + (0.02 if i % 2 else -0.02) for i, q in enumerate(QS)}
+
+    mine = {"no_defense": {str(s): cell(qv(-0.15, s), qv(0.5, s)) for s in range(3)},
+            "base": {"0": cell(qv(-0.12, 0), qv(0.0, 0))},
+            "kl": {str(s): cell(qv(-0.20, s), qv(0.4, s)) for s in range(3)}}
+    control = {str(s): cell(qv(-0.26, s), qv(-0.1, s)) for s in range(3)}
+    t = plain_table("m", "mine", mine, "no_defense", control=control, control_name="mine_aligned")
+    r = {x["defense"]: x for x in t["rows"]}
+    nd, kl, ctl, base = r["no_defense"], r["kl"], r["control (mine_aligned)"], r["base"]
+    # paired differences: the question pattern and the seed shift cancel; the base has one seed (seed 0), so
+    # against it a cell's mean keeps its seed spread (+0.01 on average over seeds 0..2)
+    assert nd["broad_vs_ctrl"].value == pytest.approx(0.11, abs=1e-9) and nd["broad_vs_ctrl"].lo == pytest.approx(0.11)
+    assert nd["broad_vs_base"].value == pytest.approx(-0.03 + 0.01, abs=1e-9)
+    assert kl["broad_vs_nd"].value == pytest.approx(-0.05, abs=1e-9)
+    assert kl["narrow_vs_ctrl"].value == pytest.approx(0.5, abs=1e-9)
+    assert "broad_vs_nd" not in nd and "broad_vs_base" not in base and "broad_vs_ctrl" not in ctl
+    assert ctl["broad_vs_base"].value == pytest.approx(-0.14 + 0.01, abs=1e-9)
+    cfg = SimpleNamespace(datasets={"mine": {"data": "x.jsonl", "control": "mine_aligned"},
+                                    "mine_aligned": {"data": "y.jsonl"}})
+    assert links(cfg) == [{"dataset": "mine", "control": "mine_aligned", "benign": None}]
+
+
+def test_a_control_must_name_another_dataset():
+    from emguard.config import ConfigError
+    from emguard.experiments.config import StudyConfig
+
+    cfg = StudyConfig(models=["m"], datasets={"mine": {"data": "x.jsonl", "control": "nope"}}, defenses=["no_defense"],
+                      seeds=[0])
+    with pytest.raises(ConfigError, match="control 'nope' must name another dataset"):
+        cfg.validate()

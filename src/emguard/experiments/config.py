@@ -83,6 +83,11 @@ class StudyConfig:
         for name in list(self.datasets) + list(self.defenses):
             if not re.fullmatch(r"[A-Za-z0-9_.+\-\[\]=]+", str(name)):
                 raise ConfigError(f"name '{name}': use letters, digits and _ . + - [ ] = (it becomes a directory)")
+        for name, spec in self.datasets.items():  # a dataset's control is another dataset of the study
+            ctrl = spec.get("control") if isinstance(spec, dict) else None
+            if ctrl is not None and (str(ctrl) not in self.datasets or str(ctrl) == str(name)):
+                raise ConfigError(f"dataset '{name}': control '{ctrl}' must name another dataset of the study "
+                                  f"({', '.join(n for n in self.datasets if n != name)})")
         if self.rows < 0 or self.broad_questions < 0 or self.narrow_questions < 0:
             raise ConfigError("rows, broad_questions and narrow_questions must be >= 0")
         bad = set(self.general_pool) - {"rows", "max_chars", "first_exchange", "max_turns"}

@@ -45,7 +45,7 @@ RUNS_JSONL = "runs.jsonl"  # a line per invocation that ran cells (start, wall t
 CSV_COLUMNS = ["model", "dataset", "defense", "seed", "metric", "value", "lo", "hi", "n"]
 # keys of a dataset mapping: files, and what differs from the study's settings for this dataset's cells
 DATASET_KEYS = {"data", "narrow", "narrow_references", "benign_test", "rows", "train", "defenses", "train_tiers",
-                "test_tiers", "base"}
+                "test_tiers", "base", "control"}  # control: the name of this dataset's aligned-control dataset
 
 
 # ------------------------------------------------------------------------------------------------ the grid

@@ -68,11 +68,17 @@ def links(cfg) -> list[dict]:
     out = []
     for name, spec in ds.items():
         data = str(spec["data"])
-        if data in DOMAINS or (spec.get("narrow") and ":" not in data):
+        if spec.get("control"):  # named in the study: any data, the user's own included
+            out.append({"dataset": name, "control": str(spec["control"]), "benign": benign})
+        elif data in DOMAINS or (spec.get("narrow") and ":" not in data):
             dom = data if data in DOMAINS else str(spec.get("narrow"))
             control = next((n for n, s in ds.items() if str(s["data"]) == f"{dom}:aligned"), None)
             out.append({"dataset": name, "control": control, "benign": benign})
     return out
+
+
+def control_of(cfg, dataset: str) -> str | None:
+    return next((link["control"] for link in links(cfg) if link["dataset"] == dataset), None)
 
 
 def build(cfg, cells) -> dict:
@@ -98,21 +104,30 @@ def build(cfg, cells) -> dict:
             crit.append(t)
         for (m, dataset), defs in groups.items():
             if m == model:
-                plain.append(plain_table(model, dataset, defs, cfg.baseline))
+                ctrl_name = control_of(cfg, dataset)
+                ctrl = groups.get((model, ctrl_name), {}).get(cfg.baseline) if ctrl_name else None
+                plain.append(plain_table(model, dataset, defs, cfg.baseline, control=ctrl, control_name=ctrl_name))
     return {"criteria": crit, "plain": plain}
 
 
-def plain_table(model: str, dataset: str, defs: dict, baseline: str) -> dict:
-    base = defs.get(baseline)
+def plain_table(model: str, dataset: str, defs: dict, baseline: str, *, control: dict | None = None,
+                control_name: str | None = None) -> dict:
+    """Per cell of one model x dataset: effects with CIs and their paired changes vs the baseline (no defense),
+    vs the untrained model (the dataset's "base" cell) and vs the aligned control (``control``: its baseline
+    cell), so a reader sees both readings: the data "causes EM" against the control, maybe not against base."""
+    refs = {"nd": defs.get(baseline), "base": defs.get("base"), "ctrl": control}
     rows = []
+    if control:
+        defs = {**defs, f"control ({control_name})": control}
     for name, cell in defs.items():
         row: dict[str, Any] = {"defense": name, "seeds": len(cell)}
         for suite in ("broad", "narrow"):
             t = likelihood_table(cell, suite)
             row[suite] = estimate(t)
-            if base and name != baseline and t:
-                row[f"{suite}_vs_base"] = contrast({"d": t, "b": likelihood_table(base, suite)},
-                                                   lambda m: m["d"] - m["b"])
+            for key, ref in refs.items():
+                if ref and ref is not cell and t:
+                    row[f"{suite}_vs_{key}"] = contrast({"d": t, "r": likelihood_table(ref, suite)},
+                                                        lambda m: m["d"] - m["r"])
         groups = sorted({g for r in cell.values() for g in (r.get("units") or {}) if g.startswith("benign")})
         for g in groups:
             row[g] = estimate(rate_table(cell, g))
@@ -127,7 +142,7 @@ def plain_table(model: str, dataset: str, defs: dict, baseline: str) -> dict:
         row["steps"] = max((r.get("steps") or 0 for r in cell.values()), default=0) or None
         row["curve"] = mean_curve([r.get("_curve") or [] for r in cell.values()])
         rows.append(row)
-    return {"model": model, "dataset": dataset, "rows": rows, "baseline": baseline}
+    return {"model": model, "dataset": dataset, "rows": rows, "baseline": baseline, "control": control_name}
 
 
 def mean_curve(curves: list[list[dict]]) -> list[dict]:
@@ -141,8 +156,11 @@ def mean_curve(curves: list[list[dict]]) -> list[dict]:
     return [{"step": s, **{k: sum(v) / len(v) for k, v in d.items()}} for s, d in sorted(acc.items())]
 
 
-PLAIN_COLUMNS = [("broad", "broad harm effect", 3), ("broad_vs_base", "Δ broad", 3), ("narrow", "narrow harm effect", 3),
-                 ("narrow_vs_base", "Δ narrow", 3), ("benign", "benign acc. %", 1), ("benign_tier1", "tier 1 %", 1),
+PLAIN_COLUMNS = [("broad", "broad harm effect", 3), ("broad_vs_nd", "Δ broad vs no defense", 3),
+                 ("broad_vs_base", "Δ broad vs base", 3), ("broad_vs_ctrl", "Δ broad vs control", 3),
+                 ("narrow", "narrow harm effect", 3), ("narrow_vs_nd", "Δ narrow vs no defense", 3),
+                 ("narrow_vs_base", "Δ narrow vs base", 3), ("narrow_vs_ctrl", "Δ narrow vs control", 3),
+                 ("benign", "benign acc. %", 1), ("benign_tier1", "tier 1 %", 1),
                  ("benign_tier2", "tier 2 %", 1), ("misaligned", "misaligned %", 1), ("incoherent", "incoherent %", 1)]
 
 
@@ -154,7 +172,7 @@ def plain_markdown(t: dict) -> str:
         ce = f"{r['final_ce']:.3f}" if r.get("final_ce") is not None else "–"
         reg = ", ".join(f"{k} {v:.4f}" for k, v in (r.get("reg_terms") or {}).items()) or "–"
         lines.append(f"| {r['defense']} | {r['seeds']} | {r.get('steps') or '–'} | "
-                     + " | ".join(fmt(r.get(k), d, signed=k.endswith("_vs_base")) for k, _, d in cols)
+                     + " | ".join(fmt(r.get(k), d, signed="_vs_" in k) for k, _, d in cols)
                      + f" | {ce} | {reg} |")
     return "\n".join(lines)
 
@@ -204,7 +222,10 @@ def write_study_report(cfg, cells, out: Path) -> Path:
         pngs += plot_sweeps(t, out, f"{model_slug(t['model'])}_{t['dataset']}")
     lines += probe_lines(out, tabs["plain"], cfg.baseline)
     for t in tabs["plain"]:
-        lines += [f"## {t['model']} · {t['dataset']}", "", plain_markdown(t), ""]
+        ref = "; Δ: paired change vs no defense, vs the untrained model (base) and vs the aligned control " \
+              f"(`{t['control']}`)" if t.get("control") else "; Δ: paired change vs no defense and vs the untrained model (base)"
+        lines += [f"## {t['model']} · {t['dataset']}", "", f"Every cell of this dataset{ref}.", "",
+                  plain_markdown(t), ""]
     if tabs["plain"]:
         pngs += plot_study(tabs["plain"], out)
     md = "\n".join(lines) + "\n" + "\n".join(f"![{p}]({p})" for p in pngs) + ("\n" if pngs else "")
