@@ -136,7 +136,7 @@ class LocalJudge(Judge):
         past.batch_repeat_interleave(n)
         with torch.no_grad():
             logits = self.model_obj(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                    past_key_values=past, use_cache=True).logits
+                                    cache=past, use_cache=True).logits
         last = torch.tensor([len(x) - 1 for x in suffixes], device=device)
         return torch.log_softmax(logits[torch.arange(n, device=device), last].float(), dim=-1)
 
@@ -177,7 +177,7 @@ class LocalJudge(Judge):
             if p >= MIN_SHARED_PREFIX:
                 with torch.no_grad():
                     cache = self.model_obj(input_ids=torch.tensor([ids[0][:p]], device=device),
-                                           use_cache=True).past_key_values
+                                           use_cache=True).cache
             for start in range(0, len(idx), self.batch_size):
                 rows, chunk = idx[start:start + self.batch_size], ids[start:start + self.batch_size]
                 if cache is None:
