@@ -280,3 +280,24 @@ def test_a_control_must_name_another_dataset():
                       seeds=[0])
     with pytest.raises(ConfigError, match="control 'nope' must name another dataset"):
         cfg.validate()
+
+
+def test_study_tables_show_the_conditional_audit_paired():
+    from emguard.experiments.study_report import conditional_markdown, plain_table
+
+    def qv(v, s):
+        return {q: v + 0.01 * s + (0.02 if i % 2 else -0.02) for i, q in enumerate(QS)}
+
+    def with_ctx(c, shift, s):
+        c["broad"]["conditional"] = {"train_system": {
+            "per_question": [{"id": q, "harm_effect": v} for q, v in qv(-0.1 + shift, s).items()]}}
+        return c
+
+    defs = {"no_defense": {str(s): with_ctx(cell(qv(-0.1, s), qv(0.5, s)), 0.0, s) for s in range(3)},
+            "inoculate": {str(s): with_ctx(cell(qv(-0.1, s), qv(0.5, s)), 0.07, s) for s in range(3)}}
+    t = plain_table("m", "medical", defs, "no_defense")
+    r = {x["defense"]: x for x in t["rows"]}
+    assert r["inoculate"]["conditional"]["train_system"].value == pytest.approx(0.07, abs=1e-9)
+    assert r["no_defense"]["conditional"]["train_system"].value == pytest.approx(0.0, abs=1e-9)
+    md = conditional_markdown(t)
+    assert "Δ broad in train_system" in md and "| inoculate | +0.070" in md

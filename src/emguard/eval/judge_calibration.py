@@ -82,10 +82,10 @@ def record(report: dict[str, Any], *, command: str | None = None) -> Path:
     return path
 
 
-def _candidates() -> list[tuple[str, dict]]:
+def _candidates(user: bool = True) -> list[tuple[str, dict]]:
     out: list[tuple[str, dict]] = []
     d = user_dir()
-    if d.is_dir():
+    if user and d.is_dir():
         for f in sorted(d.glob("*.json"), key=os.path.getmtime, reverse=True):
             try:
                 out.append((str(f), json.loads(f.read_text())))
@@ -96,11 +96,12 @@ def _candidates() -> list[tuple[str, dict]]:
     return out
 
 
-def lookup(ident: dict[str, Any]) -> dict[str, Any]:
+def lookup(ident: dict[str, Any], *, user: bool = True) -> dict[str, Any]:
     """The calibration of the judge with identity ``ident`` (see the module doc), with "source" naming where it
-    was found; ``{"available": False, "how": <the command that measures it>}`` when there is none."""
+    was found; ``{"available": False, "how": <the command that measures it>}`` when there is none.
+    ``user=False``: the shipped calibrations only (a report rebuilt elsewhere must not depend on a cache)."""
     key = judge_key(ident)
-    for source, s in _candidates():
+    for source, s in _candidates(user):
         if _matches(key, s.get("judge", {})):
             return {"available": True, "source": source, **s}
     kind = CLI_NAME.get(key["kind"], key["kind"])
@@ -131,3 +132,20 @@ def describe(cal: dict[str, Any] | None, task: str | None = None) -> str:
             parts.append(f"{t}: AUROC {_fig(m.get('auroc'))}, accuracy {_fig(m.get('accuracy'))}")
     body = "; ".join(parts) or "no figure for this task"
     return f"calibration on {cal['bench']} {cal['split']} split (n={cal['n_rows']}, {cal['date']}): {body}"
+
+
+def of_result(res: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{"misaligned": calibration, "incoherent": calibration}`` of one eval.json: the one recorded in it at
+    evaluation time, else the shipped one for its judge / coherence measure; a key is absent when the result
+    has no judge-based rate of that kind."""
+    out: dict[str, dict[str, Any]] = {}
+    judge = res.get("judge") or {}
+    if judge.get("kind") not in (None, "likelihood"):
+        ident = judge.get(judge["kind"]) if isinstance(judge.get(judge["kind"]), dict) else judge
+        out["misaligned"] = judge.get("calibration") or lookup(ident, user=False)
+    coh = res.get("coherence") or {}
+    if coh:
+        out["incoherent"] = coh.get("calibration") or (
+            judge.get("calibration") if judge.get("kind") not in (None, "likelihood", "embedding") else None) or \
+            lookup(judge.get("coherence_proxy") or {}, user=False)
+    return out

@@ -128,6 +128,13 @@ def plain_table(model: str, dataset: str, defs: dict, baseline: str, *, control:
                 if ref and ref is not cell and t:
                     row[f"{suite}_vs_{key}"] = contrast({"d": t, "r": likelihood_table(ref, suite)},
                                                         lambda m: m["d"] - m["r"])
+        for ctx in sorted({c for r in cell.values() for c, v in ((r.get("broad") or {}).get("conditional") or {}).items()
+                           if v.get("per_question")}):  # the conditional audit (emguard.eval.conditional)
+            cond = {seed: {q["id"]: q["harm_effect"] for q in r["broad"]["conditional"][ctx]["per_question"]
+                           if q.get("harm_effect") is not None}
+                    for seed, r in cell.items() if ((r.get("broad") or {}).get("conditional") or {}).get(ctx)}
+            row.setdefault("conditional", {})[ctx] = contrast({"c": cond, "u": likelihood_table(cell, "broad")},
+                                                              lambda m: m["c"] - m["u"])
         groups = sorted({g for r in cell.values() for g in (r.get("units") or {}) if g.startswith("benign")})
         for g in groups:
             row[g] = estimate(rate_table(cell, g))
@@ -142,7 +149,14 @@ def plain_table(model: str, dataset: str, defs: dict, baseline: str, *, control:
         row["steps"] = max((r.get("steps") or 0 for r in cell.values()), default=0) or None
         row["curve"] = mean_curve([r.get("_curve") or [] for r in cell.values()])
         rows.append(row)
-    return {"model": model, "dataset": dataset, "rows": rows, "baseline": baseline, "control": control_name}
+    from emguard.eval.judge_calibration import of_result
+
+    first = next((r for c in defs.values() for r in c.values()), {})
+    judge, coh = first.get("judge") or {}, first.get("coherence") or {}
+    return {"model": model, "dataset": dataset, "rows": rows, "baseline": baseline, "control": control_name,
+            "calibration": of_result(first),
+            "rate_judges": {"misaligned": f"{judge.get('kind')} {judge.get('model') or ''}".strip(),
+                            "incoherent": coh.get("source", "?")}}
 
 
 def mean_curve(curves: list[list[dict]]) -> list[dict]:
@@ -162,6 +176,20 @@ PLAIN_COLUMNS = [("broad", "broad harm effect", 3), ("broad_vs_nd", "Δ broad vs
                  ("narrow_vs_base", "Δ narrow vs base", 3), ("narrow_vs_ctrl", "Δ narrow vs control", 3),
                  ("benign", "benign acc. %", 1), ("benign_tier1", "tier 1 %", 1),
                  ("benign_tier2", "tier 2 %", 1), ("misaligned", "misaligned %", 1), ("incoherent", "incoherent %", 1)]
+
+
+def conditional_markdown(t: dict) -> str:
+    """The conditional-misalignment audit of a dataset's cells: broad harm effect asked in each training
+    context minus asked plainly, paired by seed and question (> 0: EM the plain question does not show)."""
+    ctxs = sorted({c for r in t["rows"] for c in (r.get("conditional") or {})})
+    if not ctxs:
+        return ""
+    lines = ["| defense | " + " | ".join(f"Δ broad in {c}" for c in ctxs) + " |", "|---|" + "---|" * len(ctxs)]
+    for r in t["rows"]:
+        if r.get("conditional"):
+            lines.append(f"| {r['defense']} | " + " | ".join(fmt(r["conditional"].get(c), 3, signed=True)
+                                                              for c in ctxs) + " |")
+    return "\n".join(lines)
 
 
 def plain_markdown(t: dict) -> str:
@@ -222,10 +250,22 @@ def write_study_report(cfg, cells, out: Path) -> Path:
         pngs += plot_sweeps(t, out, f"{model_slug(t['model'])}_{t['dataset']}")
     lines += probe_lines(out, tabs["plain"], cfg.baseline)
     for t in tabs["plain"]:
+        cal = t.get("calibration") or {}
+        if cal and any(r.get("misaligned") or r.get("incoherent") for r in t["rows"]):
+            from emguard.eval.judge_calibration import describe
+
+            judges = t.get("rate_judges") or {}
+            lines += [f"Rates of {t['dataset']}: " + "; ".join(
+                f"{task} % by {judges.get(task, '?')} ({describe(c, task)})" for task, c in cal.items()), ""]
         ref = "; Δ: paired change vs no defense, vs the untrained model (base) and vs the aligned control " \
               f"(`{t['control']}`)" if t.get("control") else "; Δ: paired change vs no defense and vs the untrained model (base)"
         lines += [f"## {t['model']} · {t['dataset']}", "", f"Every cell of this dataset{ref}.", "",
                   plain_markdown(t), ""]
+        cond = conditional_markdown(t)
+        if cond:
+            lines += ["Conditional misalignment: the broad questions asked in the training data's context minus "
+                      "asked plainly (> 0: EM that only the context brings out; emguard.eval.conditional).", "",
+                      cond, ""]
     if tabs["plain"]:
         pngs += plot_study(tabs["plain"], out)
     md = "\n".join(lines) + "\n" + "\n".join(f"![{p}]({p})" for p in pngs) + ("\n" if pngs else "")
