@@ -34,7 +34,7 @@ examples:
   emguard models                                                   # embedded models and their cache state
 
 Every subcommand has its own --help. Data format: OpenAI chat JSONL, one {"messages": [...]} per line.
-Environment: EMGUARD_CACHE (converted models; default ~/.cache/emguard).
+Environment: EMGUARD_CACHE (converted models; default ~/.cache/emguard), EMGUARD_VERBOSE=1 (as -v).
 """
 
 
@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "and measure whether they worked (Kaczér et al., arXiv 2508.06249).")
     from emguard import __version__
     p.add_argument("--version", action="version", version=f"emguard {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="debug logging, plus the libraries' output: transformers' weight-loading bars and log "
+                        "records, deprecation warnings (also EMGUARD_VERBOSE=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     import importlib.util
 
@@ -63,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    from emguard import console
+
+    args.verbose = console.setup(True if args.verbose else None)  # before any command imports transformers
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "filelock"):

@@ -85,6 +85,9 @@ def _local(cells: list[Cell]) -> tuple[dict[str, dict], dict[str, str]]:
 # ------------------------------------------------------------------------------------------------ pool
 
 def _init_worker(threads: int, log_level: int) -> None:
+    from emguard import console
+
+    console.setup()  # EMGUARD_VERBOSE comes from the parent's environment; before torch and transformers load
     import torch
 
     torch.set_num_threads(threads)
@@ -190,6 +193,9 @@ def _pool(cells: list[Cell], steps: list[Step], workers: int, threads: int | Non
 # ------------------------------------------------------------------------------------------------ ray
 
 def _ray_cell(cell: Cell) -> dict:  # runs in a Ray worker
+    from emguard import console
+
+    console.setup()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return engine.run_cell(cell)
 

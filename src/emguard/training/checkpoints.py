@@ -43,7 +43,7 @@ def prepare_output(cfg: TrainConfig) -> Path | None:
     out = Path(cfg.output)
     if not out.exists() or not any(out.iterdir()):
         if cfg.resume:
-            log.warning("--resume: %s has no checkpoint yet; starting from scratch", out)
+            log.debug("--resume: %s has no checkpoint yet; starting from scratch", out)  # a fresh run: the usual case
         return None
     ckdir = out / CHECKPOINTS
     last = last_complete_checkpoint(ckdir, clean=cfg.resume)

@@ -91,6 +91,11 @@ class TrainConfig:
         "metavar": "KIND"})
     monitor_options: dict = field(default_factory=dict, metadata={
         "help": "monitor options as YAML, e.g. '{every: 10, stop_if_drift_above: 0.5, vector: v.safetensors}'"})
+    report_to: list[str] = field(default_factory=lambda: ["none"], metadata={
+        "help": "experiment tracker(s) that receive every logged loss term (loss/ce, loss/kl, ...) and the monitor's "
+                "drift, under train/: none, tensorboard (event files in OUTPUT/tensorboard), wandb (WANDB_MODE=offline "
+                "logs without network), mlflow (local store unless MLFLOW_TRACKING_URI), trackio (local unless a "
+                "Space is set); each needs its package: pip install 'emguard[NAME]'", "metavar": "TRACKER"})
 
     def validate(self) -> None:
         if self.batch_size < 1 or self.micro_batch_size < 1:
@@ -101,6 +106,7 @@ class TrainConfig:
             raise ConfigError("max_length must be >= 8")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
+        trackers(self.report_to)
 
 
 @dataclass
@@ -133,6 +139,31 @@ def global_batch_split(batch_size: int, micro_batch_size: int, processes: int) -
                           f"is a multiple of {processes * micro} (batch_size = micro_batch_size x processes x "
                           "accumulation)")
     return micro, per_process // micro
+
+
+# tracker name (transformers' report_to) -> modules of which one must be importable (the pip extra has its name)
+TRACKERS: dict[str, tuple[str, ...]] = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",),
+                                        "mlflow": ("mlflow",), "trackio": ("trackio",)}
+
+
+def trackers(report_to: str | list[str]) -> list[str]:
+    """The tracker names in ``report_to`` ("none" dropped; a string or list, names may be comma-separated)."""
+    items = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    names = [n.strip().lower() for item in items for n in str(item).split(",") if n.strip()]
+    unknown = sorted(set(names) - set(TRACKERS) - {"none"})
+    if unknown:
+        raise ConfigError(f"report_to: unknown tracker {', '.join(unknown)} (known: none, {', '.join(TRACKERS)})")
+    return list(dict.fromkeys(n for n in names if n != "none"))
+
+
+def check_trackers_installed(names: list[str]) -> None:
+    """A clear error, before any model is loaded, for a tracker whose package is missing."""
+    from importlib.util import find_spec
+
+    for name in names:
+        if not any(find_spec(m) is not None for m in TRACKERS[name]):
+            raise ConfigError(f"--report-to {name} needs the '{TRACKERS[name][0]}' package: "
+                              f"pip install 'emguard[{name}]'")
 
 
 def check_launcher_precision(cfg: TrainConfig) -> None:

@@ -26,9 +26,9 @@ from typing import Any
 from emguard.config import ConfigError, dump_yaml, to_dict
 from emguard.training.checkpoints import prepare_output, step_of
 from emguard.training.config import (CHECKPOINTS, METRICS, RUN_JSON, TrainConfig, TrainError, TrainResult,
-                                     check_launcher_precision, global_batch_split)
+                                     check_launcher_precision, check_trackers_installed, global_batch_split, trackers)
 from emguard.training.lora import apply_lora, make_reference
-from emguard.training.trainer import make_trainer_class, metrics_callback, weights_sharded
+from emguard.training.trainer import make_trainer_class, metrics_callback, monitor_to_trackers, weights_sharded
 
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ def _training_arguments(cfg: TrainConfig, out: Path):
         lr_scheduler_type=cfg.lr_scheduler, max_grad_norm=cfg.max_grad_norm, optim="adamw_torch",
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, seed=cfg.seed, bf16=cfg.precision == "bf16",
-        use_cpu=not torch.cuda.is_available(), report_to="none", remove_unused_columns=False,
+        use_cpu=not torch.cuda.is_available(), report_to=trackers(cfg.report_to) or "none", run_name=out.name,
+        project="emguard", remove_unused_columns=False,
         disable_tqdm=not cfg.progress, dataloader_num_workers=0, logging_first_step=False,
         log_level_replica="error", train_sampling_strategy=cfg.sampler,
     )
@@ -168,7 +169,25 @@ def _build_trainer(cfg: TrainConfig, args, model, tok, features, defenses, run, 
         monitor = build_monitor(cfg.monitor, cfg.monitor_options, model, tok, run, cfg.model)
     if monitor is not None:
         trainer.add_callback(monitor.callback(out / METRICS))
+    _attach_trackers(cfg, trainer, monitor, out)
     return trainer, monitor
+
+
+def _attach_trackers(cfg: TrainConfig, trainer, monitor, out: Path) -> None:
+    """The Trainer made the --report-to callbacks (they get every ``log`` record, loss terms included): event
+    files go to the run dir unless TENSORBOARD_LOGGING_DIR says otherwise, and the monitor's checks reach them."""
+    names = trackers(cfg.report_to)
+    if not names:
+        return
+    from transformers.integrations import INTEGRATION_TO_CALLBACK, TensorBoardCallback
+
+    kinds = tuple(INTEGRATION_TO_CALLBACK[n] for n in names)
+    found = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, kinds)]
+    for cb in found:
+        if isinstance(cb, TensorBoardCallback) and cb.logging_dir is None:
+            cb.logging_dir = str(out / "tensorboard")
+    if monitor is not None:
+        trainer.add_callback(monitor_to_trackers(monitor, found))
 
 
 def _fit(trainer, args, model, defenses, run, resume_from: Path | None):
@@ -254,6 +273,7 @@ def train(cfg: TrainConfig, *, callbacks: list | None = None) -> TrainResult:
     resume_from = prepare_output(cfg)  # every process checks before process 0 writes anything (barrier below)
     defenses = build_defenses(cfg.defenses, cfg.defense_options)
     check_launcher_precision(cfg)
+    check_trackers_installed(trackers(cfg.report_to))
 
     out = Path(cfg.output)
     args = _training_arguments(cfg, out)
@@ -286,5 +306,11 @@ def train(cfg: TrainConfig, *, callbacks: list | None = None) -> TrainResult:
                                world=world, micro=micro, accum=accum, trainer=trainer, resume_from=resume_from,
                                monitor=monitor, result=result, t_start=t_start)
         _write_run_json(out, run_info)
+        from emguard.training.model_card import write_model_card
+
+        try:  # replaces PEFT's template README.md; derived from run.json, so never worth losing a finished run
+            write_model_card(out, run_info)
+        except Exception as e:  # noqa: BLE001
+            log.warning("could not write the model card %s: %s", out / "README.md", e)
     state.wait_for_everyone()  # no process returns before the run directory is complete
     return TrainResult(str(out), run_info, model, tok)

@@ -121,3 +121,23 @@ def metrics_callback(path: Path, resume_step: int):
                     f.write(json.dumps(rec) + "\n")
 
     return MetricsJsonl()
+
+
+def monitor_to_trackers(monitor, trackers: list):
+    """The callback that hands each new monitor check to the experiment trackers' callbacks (the monitor writes it
+    to metrics.jsonl itself, so it does not go through ``Trainer.log``). Added after the monitor's own callback,
+    so its ``on_step_end`` sees the check of this step."""
+    from transformers import TrainerCallback
+
+    class MonitorToTrackers(TrainerCallback):
+        sent = 0  # the step-0 check is the reference (drift 0 by definition), not logged
+
+        def on_step_end(self, args, state, control, **kw):
+            last = monitor.curve[-1] if monitor.curve else None
+            if last is None or last["step"] != state.global_step or last["step"] <= self.sent:
+                return
+            self.sent = last["step"]
+            for cb in trackers:
+                cb.on_log(args, state, control, logs={"monitor/persona_drift": last["drift"]})
+
+    return MonitorToTrackers()
