@@ -35,7 +35,7 @@ def judge_key(ident: dict[str, Any]) -> dict[str, Any]:
     and the weights fingerprint when the identity has one."""
     model = ident.get("model")
     if model is None and isinstance(ident.get("fluency"), dict):
-        model = ident["fluency"].get("model")
+        model = ident["fluency"].get("scorer") or ident["fluency"].get("model")
     return {"kind": ident.get("kind"), "model": model, "fingerprint": ident.get("fingerprint")}
 
 
