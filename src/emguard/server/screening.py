@@ -44,9 +44,11 @@ class Screen:
 
     enabled: bool = False
     action: str = "flag"
-    # row risk in reference standard deviations (z units of emguard.screen.run): 2.0 = a row two reference
-    # standard deviations more EM-like than a typical general row; recalibrate with calibrate_screen()
-    threshold: float = 2.0
+    # row risk in reference standard deviations (z units of emguard.screen.run). 1.35: the threshold that
+    # maximises balanced accuracy (0.86) over the four built-in domains pooled, each domain's rows scored with
+    # its own probe left out (calibrate_screen, smollm2-135m, persona + gap; results/screen-calibration/).
+    # Another model has another scale: recalibrate with scripts/screen_calibration.py --model M
+    threshold: float = 1.35
     max_share: float = 0.1  # fires when more than this share of screened rows is above threshold
     # added when action is require_defenses and the screen fires (default: Interleaving++, as policy.INTERLEAVE_PP)
     require_defenses: list = field(default_factory=lambda: [interleave_pp("builtin:general", probes="builtin")])
