@@ -70,9 +70,9 @@ def _adapter_view(model, cfg: EvalConfig):
 
 def _base_view(model):
     """Context: the base model's distribution (adapter disabled) for the coherence proxy."""
-    import contextlib
+    from emguard.models.adapters import base_view
 
-    return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
+    return base_view(model)
 
 
 def make_judges(cfg: EvalConfig, model, tok) -> dict:

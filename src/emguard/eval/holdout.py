@@ -17,23 +17,20 @@ from typing import Any, Sequence
 from emguard.eval.stats import bootstrap
 
 
-def _base_view(model):
-    return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
-
-
 def holdout_nll(model, tokenizer, conversations: Sequence[list[dict]], *, max_length: int = 1024,
                 batch_size: int = 8, tuned_view=None, n_boot: int = 2000, seed: int = 0,
                 progress: bool = False) -> dict[str, Any]:
     """Per-row NLL of each conversation's last assistant reply under the fine-tuned model (``tuned_view``: a
     context manager for it, e.g. the adapter merged; default none) and the base (adapter disabled), and their
     paired change with a CI over rows. Rows whose reply is cut away by ``max_length`` are counted, not used."""
+    from emguard.models.adapters import base_view
     from emguard.models.scoring import answer_nll
 
     convs = list(conversations)
     kw = {"max_length": max_length, "batch_size": batch_size, "progress": progress}
     with tuned_view if tuned_view is not None else contextlib.nullcontext():
         tuned = answer_nll(model, tokenizer, convs, desc="held-out NLL (fine-tuned)", **kw)
-    with _base_view(model):
+    with base_view(model):
         base = answer_nll(model, tokenizer, convs, desc="held-out NLL (base)", **kw)
     return holdout_summary(tuned, base, n_boot=n_boot, seed=seed)
 

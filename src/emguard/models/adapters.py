@@ -82,3 +82,8 @@ def active_adapter_merged(model: Any) -> contextlib.AbstractContextManager:
     if isinstance(slot, list) or not _mergeable(model, slot) or not _merge_fits(model, slot):
         return contextlib.nullcontext()
     return merged_adapter(model, slot)
+
+
+def base_view(model: Any) -> contextlib.AbstractContextManager:
+    """Context: the base model's distribution, a PEFT model's adapter disabled (a plain model as it is)."""
+    return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
