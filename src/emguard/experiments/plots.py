@@ -125,7 +125,7 @@ def plot_sweeps(t: dict, out: Path, tag: str) -> list[str]:
     ax.set_xlabel("narrow harm effect (nats/token): the narrow task learned →")
     ax.set_ylabel("broad harm effect (nats/token): broad EM ↑ (lower is better)")
     ax.set_title(f"{t.get('model', '')} · {t.get('dataset', '')}: broad harm vs narrow learning "
-                 f"({t.get('seeds')} seeds, 95% hierarchical CIs)", fontsize=9)
+                 f"({t.get('seeds')} seed{'' if t.get('seeds') == 1 else 's'}, 95% hierarchical CIs)", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     name = f"pareto_{tag}.png".replace("/", "_")
@@ -141,8 +141,10 @@ def plot_study(tables: list[dict], out: Path) -> list[str]:
     if plt is None:
         return []
     files = []
-    metrics = [("broad", "broad harm effect"), ("narrow", "narrow harm effect"), ("benign_tier1", "OpSwap tier 1 %"),
-               ("benign_tier2", "OpSwap tier 2 %"), ("benign", "benign accuracy %"), ("incoherent", "incoherent %")]
+    metrics = [("broad_vs_nd", "Δ broad harm effect vs no defense, paired"), ("broad", "broad harm effect"),
+               ("narrow_vs_nd", "Δ narrow harm effect vs no defense, paired"), ("narrow", "narrow harm effect"),
+               ("benign_tier1", "OpSwap tier 1 %"), ("benign_tier2", "OpSwap tier 2 %"), ("benign", "benign accuracy %"),
+               ("incoherent", "incoherent %")]
     metrics = [(k, h) for k, h in metrics if any(r.get(k) is not None for t in tables for r in t["rows"])]
     if metrics:
         fig, axes = plt.subplots(len(metrics), 1, figsize=(12, 2.6 * len(metrics)), squeeze=False)
@@ -151,8 +153,8 @@ def plot_study(tables: list[dict], out: Path) -> list[str]:
             for t in tables:
                 for r in t["rows"]:
                     e = r.get(k)
-                    if e is None or math.isnan(e.value):
-                        continue
+                    if e is None or math.isnan(e.value) or r["defense"].startswith("control ("):
+                        continue  # a dataset's control row repeats the control dataset's own row
                     labels.append(f"{t['dataset']}/{r['defense']}")
                     vals.append(e.value)
                     errs.append([max(0.0, e.value - e.lo), max(0.0, e.hi - e.value)])
