@@ -296,11 +296,18 @@ def test_study_survives_kill_9(tmp_path, tiny_model):
     assert (out / "results.csv").read_bytes() == (clean / "results.csv").read_bytes()
 
 
-def test_ray_executor_matches_local(tmp_path, tiny_model):
+def test_ray_executor_matches_local(tmp_path, tiny_model, capsys, monkeypatch):
     pytest.importorskip("ray")
+    import emguard.experiments.executors as X
+
+    monkeypatch.setattr(X, "HEARTBEAT_S", 0.5)
     local, ray_out = tmp_path / "local", tmp_path / "ray"
     assert run_cli("study", str(study_yaml(tmp_path, tiny_model, local, seeds=(0,)))) == 0
+    capsys.readouterr()
     assert run_cli("study", str(study_yaml(tmp_path, tiny_model, ray_out, seeds=(0,), executor="ray"))) == 0
+    printed = capsys.readouterr().out
+    n = printed.count("] done ")  # one progress line per cell, the last ones with an ETA before the end
+    assert n >= 2 and f"[{n}/{n}] done " in printed and "ETA" in printed and "cells done" in printed
     a, b = read_csv(local / "results.csv"), read_csv(ray_out / "results.csv")
     assert [(r["dataset"], r["defense"], r["seed"], r["metric"]) for r in a] == \
         [(r["dataset"], r["defense"], r["seed"], r["metric"]) for r in b]

@@ -192,6 +192,8 @@ def _pool(cells: list[Cell], steps: list[Step], workers: int, threads: int | Non
 
 # ------------------------------------------------------------------------------------------------ ray
 
+HEARTBEAT_S = 60.0  # a progress line at least this often while Ray cells run
+
 def _ray_cell(cell: Cell) -> dict:  # runs in a Ray worker
     from emguard import console
 
@@ -220,14 +222,30 @@ def _ray(cells: list[Cell], address: str | None = None, num_cpus: float = 1, num
         done: dict[str, dict] = {}
         failures: dict[str, str] = {}
         pending = list(refs)
+        n, t0 = len(cells), time.time()
+        costs = {c.key: max(1e-9, engine.feature_cost(c)) for c in cells}
+        total, done_cost = sum(costs.values()), 0.0
+        print(f"  submitted {n} cell(s) to Ray; each cell's own log: <cell>/cell.log", flush=True)
+
+        def eta() -> str:  # weighted by the cells' relative cost, as the pool's ETA
+            el = time.time() - t0
+            return f", ETA {el / done_cost * (total - done_cost) / 60:.0f} min" if 0 < done_cost < total else ""
+
         while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+            ready, pending = ray.wait(pending, num_returns=1, timeout=HEARTBEAT_S)
+            if not ready:  # nothing finished for a while: say that the study is alive and how far it is
+                print(f"  ... {n - len(pending)}/{n} cells done, {len(pending)} running or queued "
+                      f"({(time.time() - t0) / 60:.1f} min{eta()})", flush=True)
+                continue
             cell = refs[ready[0]]
+            done_cost += costs[cell.key]
             try:
                 done[cell.key] = ray.get(ready[0])
-                log.info("cell %s done (%d left)", cell.key, len(pending))
+                print(f"[{n - len(pending)}/{n}] done {cell.describe()} ({(time.time() - t0) / 60:.1f} min{eta()})",
+                      flush=True)
             except Exception as e:  # RayTaskError wraps the cell's exception
                 failures[cell.key] = _failed(cell, getattr(e, "cause", None) or e)
+                print(f"FAILED {cell.describe()}: {failures[cell.key]}", flush=True)
         return done, failures
     finally:
         if started:
