@@ -389,3 +389,22 @@ def test_cli_bench_from_references(tmp_path, capsys):
     rows = load_bench(out).rows
     assert "wrote" in capsys.readouterr().out and {r.source for r in rows} == {"reference"}
     assert [r.id for r in rows] == [r["id"] for r in bench_rows_from_references(seed=3)]
+
+
+class NeverScores(FakeRubricJudge):
+    """A judge whose every answer is NO_SCORE (a small model that puts no mass on integers)."""
+
+    def _score_uncached(self, items):
+        for i, it in enumerate(items):
+            self.calls.append(it)
+            yield i, JudgeResult(None, "NO_SCORE", 0.0)
+
+
+def test_a_judge_that_scores_nothing_is_reported_not_a_crash(tmp_path):
+    bench = load_bench(_write(tmp_path / "b.jsonl", _hand_rows()))
+    with JudgeCache(tmp_path / "cache.sqlite") as cache:
+        rep, _ = calibrate(bench, NeverScores([], cache), n_boot=50, progress=False)
+    for task, reason in (("misaligned", "coherent NO_SCORE"), ("incoherent", "NO_SCORE")):
+        t = rep[task]
+        assert t["auroc"]["value"] is None and t["auroc"]["n"] == 0 and t["n_decided"] == 0
+        assert t["unscorable"]["n"] == 6 and t["unscorable"]["by_reason"] == {reason: 6}

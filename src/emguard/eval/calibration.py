@@ -256,8 +256,8 @@ def task_metrics(rows: Sequence[BenchRow], scores: Sequence[dict], caps: dict[st
         return {"available": False, "why": f"the judge gives no {key} score"}
     cand = [i for i, r in enumerate(rows) if r.label == pos or r.label in negs]
     ok = [i for i in cand if scores[i][key] is not None]
-    s = np.array([100.0 - scores[i][key] for i in ok])
-    y = np.array([rows[i].label == pos for i in ok])
+    s = np.array([100.0 - scores[i][key] for i in ok], dtype=float)
+    y = np.array([rows[i].label == pos for i in ok], dtype=bool)  # typed: a judge may score no row at all
     auc = _estimate(_auroc_w(s, y), len(ok), n_boot, seed, n_pos=int(y.sum()), n_neg=int((~y).sum()),
                     n_unscorable=len(cand) - len(ok))
     pred = decisions(scores, caps)[task]
