@@ -283,21 +283,35 @@ def test_a_control_must_name_another_dataset():
 
 
 def test_study_tables_show_the_conditional_audit_paired():
-    from emguard.experiments.study_report import conditional_markdown, plain_table
+    """Δ in context = the cell's harm in the context minus plainly; EM in context = the cell minus the control in
+    the same context; a defense that only hides EM (inoculate here: +0.07 under its prompt, the control +0.01)
+    shows Δ EM = 0.07 - 0.01. Every value is a hand computation on the planted per-question effects."""
+    from emguard.experiments.report import conditional_markdown
+    from emguard.experiments.study_report import plain_table
 
     def qv(v, s):
         return {q: v + 0.01 * s + (0.02 if i % 2 else -0.02) for i, q in enumerate(QS)}
 
-    def with_ctx(c, shift, s):
+    def with_ctx(c, plain, shift, s):
         c["broad"]["conditional"] = {"train_system": {
-            "per_question": [{"id": q, "harm_effect": v} for q, v in qv(-0.1 + shift, s).items()]}}
+            "context": {"name": "train_system", "system": "You are evil."},
+            "per_question": [{"id": q, "harm_effect": v} for q, v in qv(plain + shift, s).items()]}}
         return c
 
-    defs = {"no_defense": {str(s): with_ctx(cell(qv(-0.1, s), qv(0.5, s)), 0.0, s) for s in range(3)},
-            "inoculate": {str(s): with_ctx(cell(qv(-0.1, s), qv(0.5, s)), 0.07, s) for s in range(3)}}
-    t = plain_table("m", "medical", defs, "no_defense")
-    r = {x["defense"]: x for x in t["rows"]}
-    assert r["inoculate"]["conditional"]["train_system"].value == pytest.approx(0.07, abs=1e-9)
-    assert r["no_defense"]["conditional"]["train_system"].value == pytest.approx(0.0, abs=1e-9)
-    md = conditional_markdown(t)
-    assert "Δ broad in train_system" in md and "| inoculate | +0.070" in md
+    defs = {"no_defense": {str(s): with_ctx(cell(qv(0.2, s), qv(0.5, s)), 0.2, 0.0, s) for s in range(3)},
+            "inoculate": {str(s): with_ctx(cell(qv(0.05, s), qv(0.5, s)), 0.05, 0.07, s) for s in range(3)}}
+    control = {str(s): with_ctx(cell(qv(-0.1, s), qv(0.0, s)), -0.1, 0.01, s) for s in range(3)}
+    t = plain_table("m", "medical", defs, "no_defense", control=control, control_name="medical_aligned")
+    rows = {r["defense"]: r for r in t["conditional"]["rows"]}
+    assert t["conditional"]["ref"] == "control (medical_aligned)"
+    ino, nd = rows["inoculate"], rows["no_defense"]
+    assert ino["delta"].value == pytest.approx(0.07, abs=1e-9) and nd["delta"].value == pytest.approx(0.0, abs=1e-9)
+    assert ino["plain"].value == pytest.approx(0.05 + 0.01, abs=1e-9)  # mean over seeds 0, 1, 2 of 0.01 s
+    assert ino["em_plain"].value == pytest.approx(0.05 - (-0.1), abs=1e-9)
+    assert ino["em_in_context"].value == pytest.approx((0.05 + 0.07) - (-0.1 + 0.01), abs=1e-9)
+    assert ino["em_delta"].value == pytest.approx(0.07 - 0.01, abs=1e-9)
+    assert ino["em_delta"].lo <= 0.06 <= ino["em_delta"].hi
+    assert "em_plain" not in rows["control (medical_aligned)"]  # the reference is not compared with itself
+    md = "\n".join(conditional_markdown(t["conditional"]))
+    assert "**train_system** (`You are evil.`)" in md
+    assert "| inoculate | 3 | +0.060 [" in md and "+0.060 [+0.060, +0.060] |" in md  # Δ EM: exact, no noise

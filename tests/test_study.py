@@ -516,3 +516,44 @@ def test_cells_run_step_dependents_first_then_seed_by_seed_baseline_first():
     order = [c.key for c in sorted(cells, key=cell_priority(StudyConfig(seeds=[0, 1, 2])), reverse=True)]
     # the persona vector is a step too, but a quick one computed once: it gives no priority
     assert order == ["pp/2", "no_defense/0", "base/0", "kl/0", "no_defense/1", "kl/1", "steer/1"]
+
+
+def test_study_audit_contexts_run_inside_each_cell(tmp_path, tiny_model):
+    """audit_contexts: every EM cell's eval.json holds broad.conditional, computed while its adapter exists; the
+    inoculated cell's train_system context is its own inoculation prompt (from run.json), the plain cell trained
+    under the template default so its train_system context is skipped; the report shows the audit."""
+    from dataclasses import fields
+
+    from emguard.defenses.inoculate import Inoculate
+
+    out = tmp_path / "c"
+    f = study_yaml(tmp_path, tiny_model, out, seeds=(0,), audit_contexts=["train_system", "inoculation"],
+                   defenses={"no_defense": [], "inoculate": ["inoculate"]}, datasets={
+                       "a": str(write_jsonl(tmp_path / "a.jsonl", chat_rows(8, seed=1)))})
+    assert run_cli("study", str(f)) == 0
+    prompt = next(x.default for x in fields(Inoculate.Options) if x.name == "prompt")
+    cells = next(out.glob("cells/*/a"))
+    ino = json.loads((cells / "inoculate/seed0/eval/eval.json").read_text())["broad"]["conditional"]
+    plain = json.loads((cells / "no_defense/seed0/eval/eval.json").read_text())["broad"]["conditional"]
+    assert ino["train_system"]["context"]["system"] == prompt
+    assert ino["inoculation"]["context"]["system"] == prompt
+    assert "skipped" in plain["train_system"] and "per_question" not in plain["train_system"]
+    assert plain["inoculation"]["context"]["system"] == prompt
+    # the recorded training system prompt: every trained row of the inoculated run had it
+    run = json.loads((cells / "inoculate/seed0/train/run.json").read_text())
+    assert run["train_system"]["text"] == prompt and run["train_system"]["rows"] == run["train_system"]["of"] > 0
+    assert json.loads((cells / "no_defense/seed0/train/run.json").read_text())["train_system"]["text"] is None
+    # the paired delta is the in-context harm effect minus the plain one, question by question
+    d = ino["inoculation"]
+    uncond = {q["id"]: q["harm_effect"] for q in
+              json.loads((cells / "inoculate/seed0/eval/eval.json").read_text())["broad"]["likelihood"]["per_question"]}
+    cond = {q["id"]: q["harm_effect"] for q in d["per_question"]}
+    want = sum(cond[k] - uncond[k] for k in cond) / len(cond)
+    assert d["delta_vs_unconditional"]["harm_effect"]["value"] == pytest.approx(want, abs=1e-5)
+    report = (out / "report.md").read_text()
+    assert "onditional" in report and "inoculation" in report
+    # nothing to audit again: a rerun leaves every eval.json as it was
+    m = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/a/*/seed0/eval/eval.json")}
+    assert run_cli("study", str(f)) == 0
+    assert {p: p.stat().st_mtime_ns for p in m} == m
+    assert not list(out.glob("cells/*/a/*/seed0/eval_conditional"))

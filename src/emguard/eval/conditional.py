@@ -9,8 +9,12 @@ bootstrap CI over questions. A defense that only hides EM shows a small uncondit
 delta. Contexts:
 
 * ``train_system``: the training data's system prompt (``--context-system``, else the most common system message
-  of ``--context-data``); it replaces the chat template's default system prompt, as inoculation's ``replace`` mode
-  does in training;
+  of ``--context-data``, else the one the adapter's run recorded in ``run.json``: for an inoculated run the
+  inoculation prompt); it replaces the chat template's default system prompt, as inoculation's ``replace`` mode
+  does in training; skipped with a note when training used the template's default;
+* ``inoculation``: the inoculation prompt (``--context-inoculation``, default the ``inoculate`` defense's) for
+  every model, inoculated or not, so the inoculated run under its prompt can be compared with the others under
+  the same prompt (the prompt itself asks for harm: every model's harm effect may rise in it);
 * ``domain_framing``: the question after a sentence framing the narrow domain (:data:`FRAMINGS`, or
   ``--context-framing``);
 * ``train_format``: a system prompt asking for the training data's output format (:data:`FORMATS`: code for the
@@ -30,7 +34,7 @@ from typing import Any, Sequence
 from emguard.eval.likelihood import CELLS, effects, likelihood_metric
 from emguard.eval.stats import bootstrap
 
-CONTEXTS = ("train_system", "domain_framing", "train_format")
+CONTEXTS = ("train_system", "inoculation", "domain_framing", "train_format")
 
 # a short sentence framing a broad question as one of the narrow domain's (one per built-in domain of
 # emguard.data.datagen.DOMAINS; tests/test_conditional.py checks the coverage)
@@ -97,10 +101,11 @@ def check_contexts(cfg) -> list[str]:
     if "train_system" in names:
         if cfg.context_system is not None and not cfg.context_system.strip():
             raise _error("--context-system is empty: give the training system prompt (or leave it unset)")
-        if not cfg.context_system and not cfg.context_data:
-            raise _error("context train_system needs --context-system TEXT (e.g. the inoculation prompt) or "
-                         "--context-data FILE (the training data, whose most common system message is used)")
-        if not cfg.context_system and not Path(cfg.context_data).exists():
+        if not cfg.context_system and not cfg.context_data and recorded_system(cfg.adapter) is None:
+            raise _error("context train_system needs --context-system TEXT (e.g. the inoculation prompt), "
+                         "--context-data FILE (the training data, whose most common system message is used) or "
+                         "an --adapter trained by emguard (its run.json records the training system prompt)")
+        if not cfg.context_system and cfg.context_data and not Path(cfg.context_data).exists():
             raise _error(f"--context-data {cfg.context_data}: no such file")
     if cfg.context_domain and cfg.context_domain not in DOMAINS:
         raise _error(f"--context-domain {cfg.context_domain!r} is not a built-in domain "
@@ -124,6 +129,47 @@ def most_common_system(path: str) -> tuple[str | None, int, int]:
     return text, n, len(rows)
 
 
+def recorded_system(adapter: str | None) -> dict | None:
+    """What the adapter's run recorded about its training rows' system prompt: ``{"text": str | None, "rows": n,
+    "of": total}`` from ``run.json``'s ``train_system`` (written by :mod:`emguard.training.run` from the rows as
+    trained, after every defense prepared them); ``None`` when there is no emguard run record. Runs recorded
+    before that field: a defense that put a system prompt on rows describes it as ``prompt`` with
+    ``rows_prompted`` (inoculate), else the training file's most common system message."""
+    if not adapter:
+        return None
+    import json
+
+    f = Path(adapter) / "run.json"
+    if not f.is_file():
+        return None
+    try:
+        run = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(run.get("train_system"), dict):
+        return run["train_system"]
+    total = (run.get("data") or {}).get("rows_used") or 0
+    for d in run.get("defenses") or []:
+        if isinstance(d, dict) and d.get("prompt") and d.get("rows_prompted"):
+            return {"text": d["prompt"], "rows": d["rows_prompted"], "of": total, "from": f"defense {d.get('name')}"}
+    path = (run.get("data") or {}).get("path")
+    if path and Path(path).is_file():
+        text, n, total = most_common_system(path)
+        return {"text": text, "rows": n, "of": total, "from": "training file"}
+    return None
+
+
+def inoculation_prompt(cfg) -> str:
+    """``--context-inoculation``, else the default prompt of the registered ``inoculate`` defense."""
+    if getattr(cfg, "context_inoculation", None):
+        return cfg.context_inoculation
+    from dataclasses import fields
+
+    from emguard.defenses.inoculate import Inoculate
+
+    return next(f.default for f in fields(Inoculate.Options) if f.name == "prompt")
+
+
 def resolve(cfg) -> list[Context]:
     """The contexts of ``cfg.contexts`` with their system prompt / prefix, or the reason each is skipped."""
     out = []
@@ -133,14 +179,23 @@ def resolve(cfg) -> list[Context]:
             if cfg.context_system:
                 out.append(Context(name, system=cfg.context_system, source="--context-system"))
                 continue
-            text, n, total = most_common_system(cfg.context_data)
+            if cfg.context_data:
+                text, n, total = most_common_system(cfg.context_data)
+                src = str(cfg.context_data)
+            else:
+                rec = recorded_system(cfg.adapter) or {}
+                text, n, total = rec.get("text"), rec.get("rows", 0), rec.get("of", 0)
+                src = f"{cfg.adapter}/run.json"
             if text is None:
-                out.append(Context(name, source=str(cfg.context_data), skipped=(
+                out.append(Context(name, source=src, skipped=(
                     "no row of the training data has a system message: it trained under the chat template's "
                     "default system prompt, which the unconditional metric already uses")))
             else:
-                out.append(Context(name, system=text, source=f"{cfg.context_data}: most common system message "
+                out.append(Context(name, system=text, source=f"{src}: most common system message "
                                                             f"({n} of {total} rows)"))
+        elif name == "inoculation":
+            out.append(Context(name, system=inoculation_prompt(cfg), source="--context-inoculation"
+                               if getattr(cfg, "context_inoculation", None) else "the inoculate defense's prompt"))
         elif name == "domain_framing":
             if cfg.context_framing:
                 out.append(Context(name, prefix=cfg.context_framing, source="--context-framing"))
@@ -191,3 +246,30 @@ def conditional_metrics(model, tokenizer, refs: Sequence, cfg, unconditional: di
     """``{context: block}`` for every context of ``cfg.contexts`` (see :func:`conditional_likelihood`)."""
     return {ctx.name: conditional_likelihood(model, tokenizer, refs, ctx, unconditional, progress=cfg.progress,
                                              seed=cfg.seed) for ctx in resolve(cfg)}
+
+
+def evaluate_conditional(cfg, unconditional: dict | None = None) -> dict:
+    """Only the conditional audit of ``cfg`` (an EvalConfig with ``contexts``): load the model (adapter merged),
+    score the broad references in every context and write ``<output>/eval.json`` with ``broad.likelihood`` and
+    ``broad.conditional``. ``unconditional``: the adapter's stored ``broad.likelihood`` on the same references
+    (teacher-forced, deterministic: the same numbers), reused instead of scored again when its questions match."""
+    import time
+
+    from emguard.data.io import write_json_atomic
+    from emguard.eval.evaluate import _adapter_view, load_eval_model, versions
+    from emguard.eval.questions import load_references
+
+    cfg.validate()
+    t0 = time.time()
+    model, tok, _ = load_eval_model(cfg)
+    refs = load_references(cfg.references)
+    with _adapter_view(model, cfg):
+        if not (unconditional and [q["id"] for q in unconditional.get("per_question") or []] == [r.id for r in refs]):
+            unconditional = likelihood_metric(model, tok, refs, progress=cfg.progress, desc="likelihood broad",
+                                              seed=cfg.seed)
+        cond = conditional_metrics(model, tok, refs, cfg, unconditional)
+    result = {"broad": {"likelihood": unconditional, "conditional": cond}, "config": asdict(cfg),
+              "versions": versions(), "wall_s": round(time.time() - t0, 1)}
+    Path(cfg.output).mkdir(parents=True, exist_ok=True)
+    write_json_atomic(Path(cfg.output) / "eval.json", result)
+    return result

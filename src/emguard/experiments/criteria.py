@@ -239,6 +239,51 @@ def fmt(e: Estimate | None, digits: int = 3, signed: bool = True) -> str:
     return f"{e.value:{s}.{digits}f} [{lo}, {hi}]"
 
 
+# ------------------------------------------------------------------------------------------------ conditional
+
+def conditional_table(cell: Mapping[str, dict], ctx: str) -> Table:
+    """``{seed: {question id: harm effect}}`` of a cell's broad likelihood metric asked in context ``ctx``
+    (``broad.conditional.<ctx>`` of :mod:`emguard.eval.conditional`; skipped contexts give nothing)."""
+    out: dict = {}
+    for seed, res in cell.items():
+        block = (((res.get("broad") or {}).get("conditional") or {}).get(ctx)) or {}
+        if block.get("per_question"):
+            out[seed] = {q["id"]: q["harm_effect"] for q in block["per_question"] if q.get("harm_effect") is not None}
+    return out
+
+
+def conditional_audit(defs: Mapping[str, Mapping[str, dict]], ref: Mapping[str, dict] | None = None,
+                      ref_name: str | None = None) -> dict:
+    """The conditional-misalignment audit of one model x domain (Dubinski et al. 2026): per context and cell,
+    the broad harm effect asked plainly and in the context, their paired difference (> 0: the context brings
+    out harm the plain question does not show), and, against ``ref`` (the aligned control, else the untrained
+    model) in the same context, the EM effect plainly and in context. A defense that only hides EM has a
+    small EM effect plainly and a larger one in its training context. Every estimate: hierarchical bootstrap
+    over seeds, then questions, paired by seed and question."""
+    ctxs = sorted({c for cell in defs.values() for r in cell.values()
+                   for c, v in (((r.get("broad") or {}).get("conditional")) or {}).items() if v.get("per_question")})
+    rows = []
+    for ctx in ctxs:
+        rt = conditional_table(ref, ctx) if ref else {}
+        ru = likelihood_table(ref, "broad") if ref else {}
+        for name, cell in defs.items():
+            ct, ut = conditional_table(cell, ctx), likelihood_table(cell, "broad")
+            if not ct:
+                continue
+            row = {"context": ctx, "defense": name, "seeds": len(ct), "plain": estimate(ut), "in_context": estimate(ct),
+                   "delta": contrast({"c": ct, "u": ut}, lambda m: m["c"] - m["u"])}
+            if ref and cell is not ref:
+                row["em_plain"] = contrast({"d": ut, "r": ru}, lambda m: m["d"] - m["r"])
+                row["em_in_context"] = contrast({"d": ct, "r": rt}, lambda m: m["d"] - m["r"])
+                row["em_delta"] = contrast({"dc": ct, "rc": rt, "du": ut, "ru": ru},
+                                           lambda m: (m["dc"] - m["rc"]) - (m["du"] - m["ru"]))
+            rows.append(row)
+    notes = {c: n for cell in defs.values() for r in cell.values()
+             for c, v in (((r.get("broad") or {}).get("conditional")) or {}).items()
+             for n in [(v.get("context") or {}).get("system") or (v.get("context") or {}).get("prefix")] if n}
+    return {"contexts": ctxs, "rows": rows, "ref": ref_name if ref else None, "applied": notes}
+
+
 def as_json(t: Any) -> Any:
     """The table with every Estimate as a dict (for results.json)."""
     if isinstance(t, Estimate):

@@ -141,7 +141,8 @@ def demo_cell(cfg: DemoConfig, out: Path, task: str, cell: str, seed: int, base:
               "max_new_tokens": cfg.max_new_tokens, "judge": cfg.judge, "judge_model": cfg.judge_model,
               "judge_base_url": cfg.judge_base_url, "references": ctx.get("broad_refs"),
               "narrow_references": ctx.get("narrow_refs"), "narrow_n": cfg.narrow_prompts,
-              "variants": list(cfg.variants)}
+              "variants": list(cfg.variants),  # the conditional audit; the untrained model had no training prompt
+              "contexts": [c for c in cfg.contexts if not base or c != "train_system"]}
     return Cell(f"{task}/{cell}/seed{seed}", str(cdir), cfg.model, seed, train, ev, info={"task": task, "cell": cell},
                 label=f"{task} {cell} seed {seed}", source="demo")
 

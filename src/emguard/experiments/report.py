@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from emguard.eval.stats import Estimate
-from emguard.experiments.criteria import RULES, as_json, criteria_table, fmt
+from emguard.experiments.criteria import RULES, as_json, conditional_audit, criteria_table, fmt
 from emguard.experiments.plots import pareto_front, plot_demo  # noqa: F401  (pareto_front: part of the API)
 from emguard.experiments.presets import order_cells
 
@@ -163,6 +163,10 @@ def write_report(results: dict, out: Path) -> Path:
              "hierarchical bootstrap, training seeds then questions. " + RULES, "",
              "## What this run found", ""]
     lines += [f"- {s}" for s in findings(t)]
+    dom = results["cells"].get("domain", {})
+    ref = next((n for n in ("aligned_control", "base") if n in dom), None)
+    t["conditional"] = conditional_audit({n: dom[n] for n in order_cells(dom)}, dom.get(ref) if ref else None, ref)
+    lines += [""] + conditional_markdown(t["conditional"])
     lines += [""] + [f"![{p}]({p})" for p in pngs] + ["", "## Sampled answers (broad questions, T=1)", ""]
     lines += example_lines(results["cells"].get("domain", {}))
     if not results.get("missing"):
@@ -187,6 +191,37 @@ def example_lines(cells: dict, n: int = 3) -> list[str]:
 
 def estimate_json(v: Any) -> Any:
     return v.to_dict() if isinstance(v, Estimate) else v
+
+
+def conditional_markdown(audit: dict) -> list[str]:
+    """The conditional audit (:func:`emguard.experiments.criteria.conditional_audit`) as report lines: one table
+    per context, a row per cell; [] when nothing was asked in context."""
+    if not audit or not audit.get("rows"):
+        return []
+    ref = audit.get("ref")
+    lines = ["### Conditional misalignment: the broad questions asked in the training context", "",
+             "A defense can hide EM that returns when the prompt resembles training (Dubinski et al. 2026). "
+             "Broad harm effect (nats/token) asked plainly and in each context, and their paired difference "
+             "(> 0: harm the plain question does not show)"
+             + (f"; EM effect = the cell minus `{ref}` in the same context (a defense that only hides EM: small "
+                "plainly, larger in its training context)" if ref else "")
+             + ". 95% CIs: hierarchical bootstrap over seeds, then questions, paired.", ""]
+    for ctx in audit["contexts"]:
+        rows = [r for r in audit["rows"] if r["context"] == ctx]
+        applied = (audit.get("applied") or {}).get(ctx)
+        lines += [f"**{ctx}**" + (f" (`{applied.strip()}`)" if applied else ""), ""]
+        head = "| defense | seeds | harm plainly | harm in context | Δ context − plain |"
+        if ref:
+            head += f" EM plainly (vs {ref}) | EM in context | Δ EM |"
+        lines += [head, "|---" * (head.count("|") - 1) + "|"]
+        for r in rows:
+            line = (f"| {r['defense']} | {r['seeds']} | {fmt(r['plain'])} | {fmt(r['in_context'])} | "
+                    f"{fmt(r['delta'])} |")
+            if ref:
+                line += f" {fmt(r.get('em_plain'))} | {fmt(r.get('em_in_context'))} | {fmt(r.get('em_delta'))} |"
+            lines.append(line)
+        lines.append("")
+    return lines
 
 
 def html_page(md: str, pngs: list[str]) -> str:

@@ -36,7 +36,7 @@ from typing import Any
 
 from emguard.data.io import write_text_atomic
 from emguard.experiments.config import StudyConfig
-from emguard.experiments.engine import CELL_JSON, Cell, is_finished, model_slug  # noqa: F401 (model_slug: API)
+from emguard.experiments.engine import CELL_JSON, Cell, is_finished, model_slug, read_eval  # noqa: F401 (model_slug: API)
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,8 @@ def plan(cfg: StudyConfig) -> list[Cell]:
             key = f"{model_slug(m)}/{d.name}/base/seed{s}"
             cdir = out / "cells" / model_slug(m) / d.name / "base" / f"seed{s}"
             ev = {**eval_options(cfg, d, m, s, cdir, broad_refs), "adapter": None}
+            if ev.get("contexts"):  # the untrained model had no training system prompt
+                ev["contexts"] = [x for x in ev["contexts"] if x != "train_system"]
             cells.append(Cell(key, str(cdir), m, s, None, ev, marker=True, source="study", threads=threads,
                               info={"key": key, "model": m, "dataset": d.name, "defense": "base", "seed": s}))
     return cells
@@ -228,6 +230,10 @@ def eval_options(cfg: StudyConfig, ds: Dataset, model: str, seed: int, cdir: Pat
             ev["narrow_references"] = ds.narrow_references
         if broad_refs:
             ev["references"] = broad_refs
+        if cfg.audit_contexts and "broad" in ev["suite"]:
+            # the conditional audit runs inside the cell, while its adapter is here (weights are not committed:
+            # a later session could not audit it); audit_cells covers finished cells from before
+            ev["contexts"] = list(cfg.audit_contexts)
     return ev
 
 
@@ -256,6 +262,8 @@ def run_study(cfg: StudyConfig) -> dict:
                                                     "num_gpus": cfg.num_gpus}, priority=cell_priority(cfg))
     if cfg.rescore_judge:
         rescore_cells([c for c in cells if is_finished(c)], cfg.rescore_judge, cfg.rescore_options)
+    if cfg.audit_contexts:
+        audit_cells([c for c in cells if is_finished(c)], cfg.audit_contexts)
     write_results_csv(out / RESULTS_CSV, collect(cells))
     record_shared(cells, out)
     finished = [c for c in cells if is_finished(c)]
@@ -287,6 +295,39 @@ def rescore_cells(cells: list[Cell], judge: str, options: dict) -> None:
         log.info("re-judging %s with %s (%d/%d)", c.key, judge, i, len(todo))
         evaluate(rescore_config(Path(c.eval["output"]), rescore_dir(c, judge), judge=judge, likelihood=False,
                                 progress=False, **options))
+
+
+def audit_cells(cells: list[Cell], contexts: list[str]) -> list[str]:
+    """The conditional-misalignment audit (:func:`emguard.eval.conditional.evaluate_conditional`) of finished
+    cells with the broad suite, into ``<cell>/eval_conditional/``: each once, the plain metric reused from the
+    cell's evaluation. A trained cell whose adapter is not on this machine is skipped (listed in the log); the
+    untrained model is asked in every context but ``train_system`` (it had no training). Returns the keys audited."""
+    from emguard.config import build_config
+    from emguard.eval.conditional import evaluate_conditional
+    from emguard.eval.config import EvalConfig
+    from emguard.experiments.study_report import CONDITIONAL_DIR
+
+    todo = [c for c in cells if "broad" in (c.eval.get("suite") or [])
+            and not (Path(c.dir) / CONDITIONAL_DIR / "eval.json").is_file()
+            and not read_eval(c).get("broad", {}).get("conditional")]
+    missing = [c.key for c in todo if c.train is not None and not (c.run_dir / "adapter_config.json").is_file()]
+    if missing:
+        log.warning("conditional audit: %d finished cell(s) have no adapter here (trained on another machine): "
+                    "%s", len(missing), ", ".join(missing))
+    done = []
+    todo = [c for c in todo if c.key not in missing]
+    for i, c in enumerate(todo, 1):
+        log.info("conditional audit of %s (%d/%d)", c.key, i, len(todo))
+        ctxs = [x for x in contexts if c.train is not None or x != "train_system"]
+        keep = {k: c.eval[k] for k in ("model", "adapter", "references", "narrow", "seed", "device", "dtype")
+                if c.eval.get(k) is not None}
+        ecfg = build_config(EvalConfig, {**keep, "suite": ["broad"], "samples": 0, "contexts": ctxs,
+                                         "progress": False, "output": str(Path(c.dir) / CONDITIONAL_DIR)},
+                            source=f"study audit ({c.key})")
+        stored = json.loads(c.eval_json.read_text()).get("broad", {}).get("likelihood")
+        evaluate_conditional(ecfg, stored)
+        done.append(c.key)
+    return done
 
 
 def record_shared(cells: list[Cell], out: Path) -> None:

@@ -13,11 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from emguard.experiments.criteria import (RULES, as_json, criteria_table, estimate, fmt, likelihood_table,
-                                          rate_table, unit_values, contrast)
+from emguard.experiments.criteria import (RULES, as_json, conditional_audit, criteria_table, estimate, fmt,
+                                          likelihood_table, rate_table, unit_values, contrast)
 from emguard.experiments.engine import model_slug
-from emguard.experiments.report import criteria_markdown, findings, html_page
+from emguard.experiments.report import conditional_markdown, criteria_markdown, findings, html_page
 
+CONDITIONAL_DIR = "eval_conditional"  # written by emguard.experiments.study.audit_cells
 TERMS = ("loss/ce", "loss/kl", "loss/ldifs", "loss/treft")  # logged per step by the trainer (metrics.jsonl)
 
 
@@ -33,8 +34,13 @@ def load(cells, judge: str | None = None) -> dict:
             again = json.loads(rj.read_text())
             for suite in ("broad", "narrow"):
                 if suite in again and suite in res:
-                    res[suite] = {**again[suite], "likelihood": res[suite].get("likelihood")}
+                    res[suite] = {**again[suite], **{k: res[suite][k] for k in ("likelihood", "conditional")
+                                                     if k in res[suite]}}
             res["coherence"], res["judge"] = again.get("coherence"), again.get("judge")
+        cj = Path(c.dir) / CONDITIONAL_DIR / "eval.json"  # the study's conditional audit (audit_contexts)
+        if cj.is_file() and "broad" in res:
+            res["broad"] = {**res["broad"], "conditional": {**(res["broad"].get("conditional") or {}),
+                                                            **json.loads(cj.read_text())["broad"]["conditional"]}}
         run_f = c.run_dir / "run.json"
         res["_run"] = json.loads(run_f.read_text()) if c.train is not None and run_f.is_file() else {}
         res["steps"] = res["_run"].get("steps")
@@ -128,13 +134,6 @@ def plain_table(model: str, dataset: str, defs: dict, baseline: str, *, control:
                 if ref and ref is not cell and t:
                     row[f"{suite}_vs_{key}"] = contrast({"d": t, "r": likelihood_table(ref, suite)},
                                                         lambda m: m["d"] - m["r"])
-        for ctx in sorted({c for r in cell.values() for c, v in ((r.get("broad") or {}).get("conditional") or {}).items()
-                           if v.get("per_question")}):  # the conditional audit (emguard.eval.conditional)
-            cond = {seed: {q["id"]: q["harm_effect"] for q in r["broad"]["conditional"][ctx]["per_question"]
-                           if q.get("harm_effect") is not None}
-                    for seed, r in cell.items() if ((r.get("broad") or {}).get("conditional") or {}).get(ctx)}
-            row.setdefault("conditional", {})[ctx] = contrast({"c": cond, "u": likelihood_table(cell, "broad")},
-                                                              lambda m: m["c"] - m["u"])
         groups = sorted({g for r in cell.values() for g in (r.get("units") or {}) if g.startswith("benign")})
         for g in groups:
             row[g] = estimate(rate_table(cell, g))
@@ -151,10 +150,14 @@ def plain_table(model: str, dataset: str, defs: dict, baseline: str, *, control:
         rows.append(row)
     from emguard.eval.judge_calibration import of_result
 
+    ref_name = control_name and f"control ({control_name})"
+    ref = control or refs["base"]
+    conditional = conditional_audit(defs, ref,
+                                    ref_name if control else ("base" if ref else None))
     first = next((r for c in defs.values() for r in c.values()), {})
     judge, coh = first.get("judge") or {}, first.get("coherence") or {}
     return {"model": model, "dataset": dataset, "rows": rows, "baseline": baseline, "control": control_name,
-            "calibration": of_result(first),
+            "conditional": conditional, "calibration": of_result(first),
             "rate_judges": {"misaligned": f"{judge.get('kind')} {judge.get('model') or ''}".strip(),
                             "incoherent": coh.get("source", "?")}}
 
@@ -176,20 +179,6 @@ PLAIN_COLUMNS = [("broad", "broad harm effect", 3), ("broad_vs_nd", "Δ broad vs
                  ("narrow_vs_base", "Δ narrow vs base", 3), ("narrow_vs_ctrl", "Δ narrow vs control", 3),
                  ("benign", "benign acc. %", 1), ("benign_tier1", "tier 1 %", 1),
                  ("benign_tier2", "tier 2 %", 1), ("misaligned", "misaligned %", 1), ("incoherent", "incoherent %", 1)]
-
-
-def conditional_markdown(t: dict) -> str:
-    """The conditional-misalignment audit of a dataset's cells: broad harm effect asked in each training
-    context minus asked plainly, paired by seed and question (> 0: EM the plain question does not show)."""
-    ctxs = sorted({c for r in t["rows"] for c in (r.get("conditional") or {})})
-    if not ctxs:
-        return ""
-    lines = ["| defense | " + " | ".join(f"Δ broad in {c}" for c in ctxs) + " |", "|---|" + "---|" * len(ctxs)]
-    for r in t["rows"]:
-        if r.get("conditional"):
-            lines.append(f"| {r['defense']} | " + " | ".join(fmt(r["conditional"].get(c), 3, signed=True)
-                                                              for c in ctxs) + " |")
-    return "\n".join(lines)
 
 
 def plain_markdown(t: dict) -> str:
@@ -261,11 +250,7 @@ def write_study_report(cfg, cells, out: Path) -> Path:
               f"(`{t['control']}`)" if t.get("control") else "; Δ: paired change vs no defense and vs the untrained model (base)"
         lines += [f"## {t['model']} · {t['dataset']}", "", f"Every cell of this dataset{ref}.", "",
                   plain_markdown(t), ""]
-        cond = conditional_markdown(t)
-        if cond:
-            lines += ["Conditional misalignment: the broad questions asked in the training data's context minus "
-                      "asked plainly (> 0: EM that only the context brings out; emguard.eval.conditional).", "",
-                      cond, ""]
+        lines += conditional_markdown(t.get("conditional") or {})
     if tabs["plain"]:
         pngs += plot_study(tabs["plain"], out)
     md = "\n".join(lines) + "\n" + "\n".join(f"![{p}]({p})" for p in pngs) + ("\n" if pngs else "")

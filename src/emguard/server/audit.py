@@ -56,11 +56,31 @@ def eval_config(policy: Policy, base_spec: str, adapter_dir: Path | None, out_di
 
         narrow_refs = subset_references(builtin_path(domain) / "references.jsonl", a.narrow_questions,
                                         out_dir / "narrow_references.jsonl")
+    # the conditional audit: framing and format need the job's domain; train_system needs the adapter's run
+    # record (emguard.eval.conditional.recorded_system), else it is left out
+    from emguard.eval.conditional import recorded_system
+
+    contexts = [c for c in a.contexts if (domain or c not in ("domain_framing", "train_format"))
+                and (c != "train_system" or recorded_system(str(adapter_dir) if adapter_dir else None))]
     return EvalConfig(model=base_spec, adapter=str(adapter_dir) if adapter_dir else None, suite=suites,
                       output=str(out_dir / "eval"), judge=a.judge, judge_model=a.judge_model,
                       judge_base_url=a.judge_base_url, judge_key_env=a.judge_key_env, samples=a.samples,
                       max_new_tokens=a.max_new_tokens, narrow=domain, references=refs, narrow_references=narrow_refs,
-                      bootstrap=a.bootstrap, progress=False)
+                      bootstrap=a.bootstrap, progress=False, contexts=contexts)
+
+
+def base_config(cfg):
+    """The base model's evaluation for the audit of ``cfg``: no adapter, the same contexts, and in
+    ``train_system`` the fine-tune's own training system prompt (so both are asked under the same one)."""
+    from emguard.eval.conditional import recorded_system
+
+    contexts = list(cfg.contexts)
+    system = None
+    if "train_system" in contexts:
+        system = (recorded_system(cfg.adapter) or {}).get("text")
+        if system is None:
+            contexts.remove("train_system")
+    return replace(cfg, adapter=None, contexts=contexts, context_system=system)
 
 
 def base_key(cfg) -> str:
@@ -82,7 +102,8 @@ def base_key(cfg) -> str:
                 "narrow_refs": refs_digest(narrow_reference_file(cfg)) if cfg.narrow else None,
                 **{k: getattr(cfg, k) for k in ("judge", "judge_model", "judge_base_url", "samples", "max_new_tokens",
                                                "temperature", "top_p", "seed", "dtype", "likelihood", "coherence",
-                                               "narrow_n", "drop_system")}}
+                                               "narrow_n", "drop_system", "contexts", "context_system",
+                                               "context_domain", "context_inoculation")}}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -97,7 +118,7 @@ def base_eval(cfg, cache_dir: Path) -> tuple[dict, Path]:
     tmp = final.with_name(f"{final.name}.tmp-{secrets.token_hex(6)}")
     log.info("evaluating the base model %s once for the audit -> %s", cfg.model, final)
     try:
-        result = evaluate(replace(cfg, adapter=None, output=str(tmp)))
+        result = evaluate(replace(cfg, adapter=None, output=str(tmp)))  # cfg: base_config(...) of the job's
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -146,12 +167,14 @@ def run_audit(policy: Policy, model_name: str, base_spec: str, adapter_dir: Path
     if domain and a.narrow_metric:
         checks.append(_check("narrow", a.narrow_metric, _get(result, a.narrow_metric), a.narrow_threshold))
     gates: list[dict] = []
+    base = None
     if audit_gate.quantity_kind(a.metric):
-        base, base_dir = base_eval(cfg, Path(cache_dir or out_dir))
+        base, base_dir = base_eval(base_config(cfg), Path(cache_dir or out_dir))
         gates = change_gates(policy, model_name, result, Path(cfg.output), base, base_dir, cfg.suite)
     elif policy.max_increase_for(model_name):  # the policy check refuses this; fail closed all the same
         gates = [{"suite": "broad", "metric": a.metric, "passed": False, "flagged": False,
                   "reason": "no per-question values for the change gate: failing closed"}]
+    conditional = conditional_changes(result, base, a.bootstrap)
     passed = all(c["passed"] for c in [*checks, *gates])
     flagged = passed and any(g.get("flagged") for g in gates)
     summary = {}
@@ -164,9 +187,34 @@ def run_audit(policy: Policy, model_name: str, base_spec: str, adapter_dir: Path
         if mis:
             summary.setdefault(suite, {})["misaligned_pct"] = mis
     return {"passed": passed, "flagged": flagged, "decision": decision_words(passed, flagged, checks, gates),
-            "checks": checks, "gates": gates, "gate": list(a.gate), "summary": summary,
+            "checks": checks, "gates": gates, "gate": list(a.gate), "summary": summary, "conditional": conditional,
             "judge": result.get("judge", {}).get("kind"), "suites": cfg.suite,
             "eval_json": str(Path(cfg.output) / "eval.json"), "wall_s": result.get("wall_s")}
+
+
+def conditional_changes(tuned: dict, base: dict | None, n_boot: int = 1000) -> list[dict]:
+    """Per context of the conditional audit (report only, not gated): the fine-tune's broad harm effect asked
+    in the context minus asked plainly (``delta``), and fine-tuned minus base in that context (``change``) beside
+    the plain change, each a bootstrap 95% CI over questions paired by question. A defense that hides EM: a
+    small plain change and a larger one in its training context."""
+    out = []
+    plain_t = audit_gate.unit_values(tuned, "broad", "broad.likelihood.summary.harm_effect.value")
+    plain_b = audit_gate.unit_values(base, "broad", "broad.likelihood.summary.harm_effect.value") if base else {}
+    for ctx, block in (_get(tuned, "broad.conditional") or {}).items():
+        entry: dict[str, Any] = {"context": ctx, "applied": block.get("context")}
+        if block.get("skipped"):
+            out.append({**entry, "skipped": block.get("note")})
+            continue
+        d = (block.get("delta_vs_unconditional") or {}).get("harm_effect")
+        entry["delta"] = d
+        per_t = {str(q["id"]): float(q["harm_effect"]) for q in block.get("per_question") or []}
+        bblock = (_get(base, "broad.conditional") or {}).get(ctx) if base else None
+        if bblock and bblock.get("per_question"):
+            per_b = {str(q["id"]): float(q["harm_effect"]) for q in bblock["per_question"]}
+            entry["change"] = audit_gate.paired_change(per_t, per_b, n_boot=n_boot)["change"].to_dict()
+            entry["change_plain"] = audit_gate.paired_change(plain_t, plain_b, n_boot=n_boot)["change"].to_dict()
+        out.append(entry)
+    return out
 
 
 def decision_words(passed: bool, flagged: bool, checks: list[dict], gates: list[dict]) -> str:

@@ -60,6 +60,11 @@ class Audit:
     gate: list[str] = field(default_factory=lambda: ["broad"])
     max_increase: float | dict | None = DEFAULT_MAX_INCREASE
     on_inconclusive: str = "block"
+    # the conditional-misalignment audit (emguard.eval.conditional), reported beside the gate, not gating: the
+    # broad likelihood metric asked under the job's training system prompt, the inoculation prompt, the
+    # domain's framing and format (the last two need the job's domain), fine-tuned vs base in each context
+    contexts: list[str] = field(default_factory=lambda: ["train_system", "inoculation", "domain_framing",
+                                                         "train_format"])
 
 
 # ------------------------------------------------------------------------------------------------ policy checks
@@ -124,6 +129,10 @@ def quantity_kind(metric: str) -> str | None:
 
 def check_audit_policy(a: Audit, model_limits: Mapping[str, Any], where: str, error: type[Exception]) -> None:
     """Type, range and consistency checks of the audit section (``error``: the policy's PolicyError)."""
+    from emguard.eval.conditional import CONTEXTS
+
+    if not isinstance(a.contexts, list) or any(c not in CONTEXTS for c in a.contexts):
+        raise error(f"{where}: audit.contexts must be a list of {', '.join(CONTEXTS)} (got {a.contexts!r})")
     for name in ("threshold", "narrow_threshold"):
         v = getattr(a, name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):

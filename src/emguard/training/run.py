@@ -224,6 +224,9 @@ def _run_record(cfg: TrainConfig, *, info, dataset, rows, tstats, defenses, worl
                  "rows_duplicate": dataset.n_duplicates, "rows_used": len(rows),
                  "tokenization": tstats.to_dict()},
         "defenses": [d.describe() for d in defenses],
+        # the system prompt the rows trained under, after every defense prepared them (an inoculated run: the
+        # inoculation prompt): the conditional audit's train_system context (emguard.eval.conditional)
+        "train_system": train_system(rows),
         "seed": cfg.seed,
         "config": to_dict(cfg),
         "processes": world,
@@ -242,6 +245,16 @@ def _run_record(cfg: TrainConfig, *, info, dataset, rows, tstats, defenses, worl
         "versions": _versions(),
         "argv": sys.argv,
     }
+
+
+def train_system(rows) -> dict[str, Any]:
+    """``{"text", "rows", "of"}``: the most common system message of the trained rows (``text`` None when no row
+    has one: the chat template's default applied)."""
+    from collections import Counter
+
+    found = Counter(r.messages[0]["content"] for r in rows if r.messages and r.messages[0].get("role") == "system")
+    text, n = found.most_common(1)[0] if found else (None, 0)
+    return {"text": text, "rows": n, "of": len(rows)}
 
 
 def _write_run_json(out: Path, run_info: dict) -> None:
