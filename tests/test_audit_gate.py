@@ -148,6 +148,19 @@ def test_service_gates_on_the_change_and_caches_the_base(tiny_model, tmp_path, m
     audit = first.model_extra["emguard"]["audit"]
     assert audit["decision"].startswith("released: broad harm_effect change vs base: +")
     assert report["audit"]["gates"] == audit["gates"] and report["audit"]["decision"] == audit["decision"]
+    # the conditional audit beside the gate (report only): the inoculation prompt for every job; train_system
+    # skipped (the rows had no system message); framing only for a job that names its domain
+    cond = {e["context"]: e for e in audit["conditional"]}
+    assert set(cond) == {"train_system", "inoculation"} and "skipped" in cond["train_system"]
+    ino = cond["inoculation"]
+    assert ino["change_plain"]["value"] == pytest.approx(ch["value"], abs=1e-6)  # the gate's own change
+    assert ino["change"]["lo"] <= ino["change"]["value"] <= ino["change"]["hi"]
+    assert ino["change"]["value"] != pytest.approx(ino["change_plain"]["value"], abs=1e-9)  # the prompt counts
+    assert ino["delta"]["lo"] <= ino["delta"]["value"] <= ino["delta"]["hi"]
+    assert report["audit"]["conditional"] == audit["conditional"]
+    ncond = {e["context"]: e for e in narrow.model_extra["emguard"]["audit"]["conditional"]}
+    assert ncond["domain_framing"]["applied"]["prefix"] == "As a health question: " and "change" in ncond["domain_framing"]
+    assert "skipped" in ncond["train_format"]  # medical answers are prose
     # a job naming its domain reports the narrow change too; only broad decides (gate: [broad])
     assert narrow.status == "succeeded", narrow.error
     assert _gate(narrow, "narrow")["decision"] == "report only" and _gate(narrow, "narrow")["n_paired"] == 4

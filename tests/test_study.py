@@ -140,6 +140,10 @@ def test_pool_runs_the_shared_step_first_then_the_longest_ready_job(tmp_path, fa
     assert "  start Interleaving+/++ preparation (probes, pool scores)" in out
     assert f"[{len(cells) + 1}/{len(cells) + 1}] done" in out
     assert "ETA" in out
+    # no ETA from the shared step alone (its cost is not on the cells' scale): only once a cell has finished
+    first = next(line for line in out.splitlines() if line.startswith("[1/"))
+    assert "Interleaving" in first and "ETA" not in first
+    assert "ETA" in next(line for line in out.splitlines() if line.startswith("[2/"))
 
     # a cell trained before an interruption only needs its evaluation: it is scheduled by that cost
     order.clear()

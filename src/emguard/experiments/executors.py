@@ -104,7 +104,9 @@ def _pool(cells: list[Cell], steps: list[Step], workers: int, threads: int | Non
     ETA: the last minutes are then not one long cell on one core. Shared steps come first (cells wait)."""
     jobs: list = [*cells, *steps]
     costs = {j.key: float(cost(j)) for j in jobs}
-    total = sum(costs.values())
+    # the ETA weighs cells only: a shared step's cost is not on the cells' scale (a cached step takes seconds),
+    # its time is part of the elapsed time the finished cells' cost is divided into
+    total = sum(costs[c.key] for c in cells)
     t0, n, done_cost, finished = time.time(), len(jobs), 0.0, 0
     rank = (lambda j: (1, 0) if isinstance(j, Step) else (0, priority(j))) if priority else \
         (lambda j: (isinstance(j, Step),))
@@ -129,7 +131,9 @@ def _pool(cells: list[Cell], steps: list[Step], workers: int, threads: int | Non
     def finish(job, res=None, error: BaseException | None = None) -> None:
         """Count a finished job, unblock the cells after their steps, print progress and the ETA."""
         nonlocal finished, done_cost
-        finished, done_cost = finished + 1, done_cost + costs[job.key]
+        finished += 1
+        if not isinstance(job, Step):
+            done_cost += costs[job.key]
         if error is not None:
             print(f"FAILED {job.describe()}: {type(error).__name__}: {error}" + (
                 "\n  finished cells are kept: the same command resumes" if fail_fast else ""), flush=True)

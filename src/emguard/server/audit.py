@@ -197,13 +197,16 @@ def conditional_changes(tuned: dict, base: dict | None, n_boot: int = 1000) -> l
     in the context minus asked plainly (``delta``), and fine-tuned minus base in that context (``change``) beside
     the plain change, each a bootstrap 95% CI over questions paired by question. A defense that hides EM: a
     small plain change and a larger one in its training context."""
+    from emguard.server.screening import public
+
     out = []
     plain_t = audit_gate.unit_values(tuned, "broad", "broad.likelihood.summary.harm_effect.value")
     plain_b = audit_gate.unit_values(base, "broad", "broad.likelihood.summary.harm_effect.value") if base else {}
     for ctx, block in (_get(tuned, "broad.conditional") or {}).items():
-        entry: dict[str, Any] = {"context": ctx, "applied": block.get("context")}
+        # what was applied, as a customer may see it: the run record's server path becomes its file name
+        entry: dict[str, Any] = {"context": ctx, "applied": public(block.get("context"), in_text=True)}
         if block.get("skipped"):
-            out.append({**entry, "skipped": block.get("note")})
+            out.append({**entry, "skipped": public(block.get("note"), in_text=True)})
             continue
         d = (block.get("delta_vs_unconditional") or {}).get("harm_effect")
         entry["delta"] = d

@@ -82,7 +82,9 @@ def job_json(j: Job) -> dict:
     hp = dict(j.hyperparameters or {})
     audit = None
     if j.audit:
-        audit = {k: v for k, v in j.audit.items() if k not in ("eval_json",)}
+        from emguard.server.screening import public  # no server path reaches a customer (as the report file)
+
+        audit = public({k: v for k, v in j.audit.items() if k not in ("eval_json",)}, in_text=True)
     return {
         "id": j.id, "object": "fine_tuning.job", "created_at": int(j.created_at), "error": j.error,
         "fine_tuned_model": j.fine_tuned_model, "finished_at": int(j.finished_at) if j.finished_at else None,
