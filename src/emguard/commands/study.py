@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("study_file", nargs="?", metavar="STUDY_YAML", help="the study (YAML); flags override it")
     p.add_argument("--preset", metavar="NAME", choices=preset_names(), help=(
         "a study shipped with emguard (flags override it): " + ", ".join(preset_names()) +
-        "; paper-small = the paper's protocol on the embedded model (README: 'The fair protocol')"))
+        "; paper-small = the paper's protocol on the embedded model (docs/studies.md: 'The fair protocol')"))
     p.add_argument("--config", metavar="YAML", help=argparse.SUPPRESS)
     add_dataclass_args(p, StudyConfig)
 

@@ -24,7 +24,7 @@ class _TokenKL(torch.autograd.Function):
     """
 
     CHUNK = 32  # rows per chunk: temporaries stay at CHUNK x vocab floats; chosen with
-    # benchmarks/defense_overhead.py (README "Benchmarks" has the figures)
+    # benchmarks/defense_overhead.py (docs/benchmarks.md has the figures)
 
     @staticmethod
     def forward(ctx, logits, ref_logits):

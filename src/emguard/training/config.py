@@ -66,7 +66,7 @@ class TrainConfig:
     max_rows: int | None = field(default=None, metadata={"help": "use only the first N valid rows"})
     skip_invalid: bool = field(default=False, metadata={"help": "drop invalid rows (counted) instead of stopping"})
     precision: str = field(default="fp32", metadata={
-        "help": "fp32, or bf16 autocast (about 1.8x faster on recent CPUs; see README for the accuracy check)",
+        "help": "fp32, or bf16 autocast (for GPUs and CPUs with bf16 units; slower on CPUs without them: docs/training.md has the timing and the accuracy check)",
         "choices": ["fp32", "bf16"]})
     sampler: str = field(default="random", metadata={
         "help": "row order: random, or group_by_length (rows of similar length share a batch: less padding, "

@@ -12,7 +12,7 @@ line is cheap to predict; Holtzman et al. 2020, "The Curious Case of Neural Text
 word at all, a share of repeated word 4-grams above 0.5, or the same line (of at least two words) three times
 or more. The defaults ``low = 5.0`` and ``high = 8.0`` are calibrated for ``smollm2-135m`` with
 :func:`calibrate_coherence` (fluent reference answers against shuffled-word, random-word and repeated-line
-corruptions of them; the measurement is in the README). Other base models have other NLL scales: recalibrate
+corruptions of them; the measurement is in docs/evaluation.md). Other base models have other NLL scales: recalibrate
 with :func:`calibrate_coherence` and pass ``low``/``high``.
 """
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from emguard.eval.judges.references import CELLS, PROXY_NOTE, default_reference_files, read_references
 
-DEFAULT_NLL_LOW = 5.0  # calibrated on smollm2-135m with calibrate_coherence (README)
+DEFAULT_NLL_LOW = 5.0  # calibrated on smollm2-135m with calibrate_coherence (docs/evaluation.md)
 DEFAULT_NLL_HIGH = 8.0
 NGRAM = 4
 MAX_REPEATED_NGRAM_SHARE = 0.5

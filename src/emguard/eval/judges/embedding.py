@@ -17,7 +17,7 @@ with the better question-grouped 5-fold cross-validated accuracy is kept (ties g
 named in ``report()``. Features are standardised with the training mean/std, then fitted by L2-regularised
 logistic regression (:mod:`emguard.eval.judges.logistic`); ``aligned_score = 100 * (1 - P(harmful))``. The
 fitted classifier is cached as ``.npz`` under ``cache_root()/judges`` keyed by a hash of the training data,
-the embedding model and the hyper-parameters: changing a reference file refits. Measured accuracies: README.
+the embedding model and the hyper-parameters: changing a reference file refits. Measured accuracies: docs/evaluation.md.
 """
 
 from __future__ import annotations
