@@ -262,8 +262,9 @@ def test_study_survives_kill_9(tmp_path, tiny_model):
     """kill -9 the study process in the middle of a cell, rerun: only unfinished cells run, and results.csv
     equals an uninterrupted run's."""
     out = tmp_path / "k"
+    # 16 steps with a checkpoint each: the kill lands in a cell's training, not after it, even on a busy machine
     f = study_yaml(tmp_path, tiny_model, out, seeds=(0,),
-                   train={"max_steps": 6, "batch_size": 2, "micro_batch_size": 2, "save_steps": 1})
+                   train={"max_steps": 16, "batch_size": 2, "micro_batch_size": 2, "save_steps": 1})
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "emguard.cli", "study", str(f)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -272,8 +273,9 @@ def test_study_survives_kill_9(tmp_path, tiny_model):
     # wait until one cell is finished and another has a checkpoint, then kill -9
     while time.time() < deadline:
         done = list(cells.glob("*/*/*/seed0/cell.json")) if cells.exists() else []
+        # a checkpoint of a cell still training (no run.json yet: a cell killed in its evaluation would not resume)
         ckpt = [p for p in cells.glob("*/*/*/seed0/train/checkpoints/*/emguard_checkpoint_complete")
-                if not (p.parents[3] / "cell.json").exists()] if cells.exists() else []
+                if not (p.parents[2] / "run.json").exists()] if cells.exists() else []
         if done and ckpt:
             break
         if proc.poll() is not None:
@@ -295,7 +297,7 @@ def test_study_survives_kill_9(tmp_path, tiny_model):
 
     clean = tmp_path / "clean"
     fc = study_yaml(tmp_path, tiny_model, clean, seeds=(0,),
-                    train={"max_steps": 6, "batch_size": 2, "micro_batch_size": 2, "save_steps": 1})
+                    train={"max_steps": 16, "batch_size": 2, "micro_batch_size": 2, "save_steps": 1})
     assert run_cli("study", str(fc)) == 0
     assert (out / "results.csv").read_bytes() == (clean / "results.csv").read_bytes()
 
