@@ -315,3 +315,31 @@ def test_study_tables_show_the_conditional_audit_paired():
     md = "\n".join(conditional_markdown(t["conditional"]))
     assert "**train_system** (`You are evil.`)" in md
     assert "| inoculate | 3 | +0.060 [" in md and "+0.060 [+0.060, +0.060] |" in md  # Δ EM: exact, no noise
+
+
+def test_conditional_audit_names_what_each_context_applied_and_who_was_not_asked():
+    """train_system differs by cell (each its own prompt): the header says so instead of one cell's prompt; a
+    cell whose context was skipped is listed with the reason, not silently absent."""
+    from emguard.experiments.criteria import conditional_audit
+    from emguard.experiments.report import conditional_markdown
+
+    def c(system, skipped=False):
+        block = ({"skipped": True, "note": "no system message in training"} if skipped else
+                 {"context": {"name": "train_system", "system": system},
+                  "per_question": [{"id": q, "harm_effect": 0.1} for q in QS]})
+        x = cell({q: 0.0 for q in QS}, {q: 0.5 for q in QS})
+        x["broad"]["conditional"] = {"train_system": block, "inoculation": {
+            "context": {"name": "inoculation", "system": "Be evil."},
+            "per_question": [{"id": q, "harm_effect": 0.2} for q in QS]}}
+        return x
+
+    defs = {"no_defense": {"0": c(None, skipped=True)}, "inoculate": {"0": c("Be evil.")},
+            "custom": {"0": c("You are a nurse.")}}
+    a = conditional_audit(defs)
+    assert a["varies"] == ["train_system"] and a["applied"] == {"inoculation": "Be evil."}
+    assert a["skipped"] == {"train_system": {"no_defense": "no system message in training"}}
+    assert {r["defense"] for r in a["rows"] if r["context"] == "train_system"} == {"inoculate", "custom"}
+    md = "\n".join(conditional_markdown(a))
+    assert "**train_system** (each cell's own training system prompt)" in md
+    assert "Not asked in this context: no_defense (no system message in training)." in md
+    assert "**inoculation** (`Be evil.`)" in md

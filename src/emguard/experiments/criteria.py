@@ -278,10 +278,22 @@ def conditional_audit(defs: Mapping[str, Mapping[str, dict]], ref: Mapping[str, 
                 row["em_delta"] = contrast({"dc": ct, "rc": rt, "du": ut, "ru": ru},
                                            lambda m: (m["dc"] - m["rc"]) - (m["du"] - m["ru"]))
             rows.append(row)
-    notes = {c: n for cell in defs.values() for r in cell.values()
-             for c, v in (((r.get("broad") or {}).get("conditional")) or {}).items()
-             for n in [(v.get("context") or {}).get("system") or (v.get("context") or {}).get("prefix")] if n}
-    return {"contexts": ctxs, "rows": rows, "ref": ref_name if ref else None, "applied": notes}
+    applied: dict[str, set] = {}
+    skipped: dict[str, dict[str, str]] = {}
+    for name, cell in defs.items():
+        for r in cell.values():
+            for c, v in (((r.get("broad") or {}).get("conditional")) or {}).items():
+                if v.get("skipped"):
+                    skipped.setdefault(c, {})[name] = v.get("note") or ""
+                    continue
+                n = (v.get("context") or {}).get("system") or (v.get("context") or {}).get("prefix")
+                if n:
+                    applied.setdefault(c, set()).add(n)
+    # one text per context when every cell was asked the same; train_system differs by cell (its own prompt)
+    notes = {c: next(iter(v)) if len(v) == 1 else None for c, v in applied.items()}
+    return {"contexts": ctxs, "rows": rows, "ref": ref_name if ref else None,
+            "applied": {c: n for c, n in notes.items() if n}, "varies": sorted(c for c, n in notes.items() if not n),
+            "skipped": {c: v for c, v in skipped.items() if c in ctxs}}
 
 
 def as_json(t: Any) -> Any:

@@ -209,7 +209,15 @@ def conditional_markdown(audit: dict) -> list[str]:
     for ctx in audit["contexts"]:
         rows = [r for r in audit["rows"] if r["context"] == ctx]
         applied = (audit.get("applied") or {}).get(ctx)
-        lines += [f"**{ctx}**" + (f" (`{applied.strip()}`)" if applied else ""), ""]
+        if not applied and ctx in (audit.get("varies") or []):
+            applied_txt = " (each cell's own training system prompt)"
+        else:
+            applied_txt = f" (`{applied.strip()}`)" if applied else ""
+        lines += [f"**{ctx}**{applied_txt}", ""]
+        skipped = (audit.get("skipped") or {}).get(ctx) or {}
+        if skipped:
+            why = sorted(set(skipped.values()))
+            lines += [f"Not asked in this context: {', '.join(sorted(skipped))} ({'; '.join(why)}).", ""]
         head = "| defense | seeds | harm plainly | harm in context | Δ context − plain |"
         if ref:
             head += f" EM plainly (vs {ref}) | EM in context | Δ EM |"
