@@ -523,6 +523,17 @@ def test_cells_run_step_dependents_first_then_seed_by_seed_baseline_first():
     # the persona vector is a step too, but a quick one computed once: it gives no priority
     assert order == ["pp/2", "no_defense/0", "base/0", "kl/0", "no_defense/1", "kl/1", "steer/1"]
 
+    # within a seed after the baseline: the paper-strength cells, EM domain before the benign task, then sweeps
+    def c2(defense, benign=False):
+        return Cell(f"{defense}/{benign}", "d", "m", 0, {}, {"suite": ["benign"] if benign else ["broad"]},
+                    info={"defense": defense})
+
+    cells = [c2("kl[lam=3.0]"), c2("inoculate", True), c2("steer[alpha=5.0]"), c2("no_defense", True),
+             c2("kl[lam=0.1]")]
+    order = [c.key for c in sorted(cells, key=cell_priority(StudyConfig(seeds=[0])), reverse=True)]
+    assert order == ["no_defense/True", "steer[alpha=5.0]/False", "kl[lam=0.1]/False", "inoculate/True",
+                     "kl[lam=3.0]/False"]
+
 
 def test_study_audit_contexts_run_inside_each_cell(tmp_path, tiny_model):
     """audit_contexts: every EM cell's eval.json holds broad.conditional, computed while its adapter exists; the

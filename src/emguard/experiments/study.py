@@ -189,11 +189,17 @@ def plan(cfg: StudyConfig) -> list[Cell]:
 def cell_priority(cfg: StudyConfig):
     """Which ready cell runs first: cells waiting on a shared step (Interleaving+/++: its probes and pool scores
     live in this machine's cache, so they finish here before a later session would have to redo the step), then
-    seed by seed (an interrupted study leaves whole seeds, not a scatter of cells), within a seed the baseline
-    and the base model first (every contrast needs them); cost decides within."""
+    seed by seed (an interrupted study leaves whole seeds, not a scatter of cells); within a seed the baseline
+    and the base model (every contrast needs them), then the cells the comparison with the paper's Table 1 reads
+    (each defense at the paper's strength; the sweep points after them), EM-domain cells before the benign task's
+    (their conditional audit needs the adapter, which only the machine that trained it has); cost decides within."""
+    from emguard.experiments.report import paper_key
+
     order = {s: i for i, s in enumerate(cfg.seeds)}
     return lambda c: (any(k.startswith("interleave") for k in c.needs), -order.get(c.seed, 0),
-                      c.info.get("defense") in (cfg.baseline, "base"))
+                      c.info.get("defense") in (cfg.baseline, "base"),
+                      paper_key(str(c.info.get("defense", ""))) is not None,
+                      (c.eval.get("suite") or []) != ["benign"])
 
 
 def _stored_scores(spec: Any, models: list[str], out: Path) -> Any:
