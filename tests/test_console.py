@@ -111,3 +111,20 @@ def test_setup_filters_only_the_named_warnings(monkeypatch):
         ("FutureWarning", "mine.py"), ("FutureWarning", "modeling_utils.py"), ("UserWarning", "modeling_utils.py")]
     monkeypatch.setenv("EMGUARD_VERBOSE", "1")
     assert console.setup() is True
+
+
+def test_gguf_conversion_bar_is_off_unless_verbose(monkeypatch):
+    """transformers' GGUF reader draws a tqdm bar of its own (not through its logging): the conversion
+    silences it in the default console, restores it afterwards, and leaves it on with -v."""
+    import transformers.modeling_gguf_pytorch_utils as gg
+
+    from emguard.models import loading
+
+    orig = gg.tqdm
+    monkeypatch.setenv("EMGUARD_VERBOSE", "0")
+    with loading._quiet_gguf_bar():
+        assert gg.tqdm is not orig and gg.tqdm(range(3)).disable is True
+    assert gg.tqdm is orig
+    monkeypatch.setenv("EMGUARD_VERBOSE", "1")
+    with loading._quiet_gguf_bar():
+        assert gg.tqdm is orig

@@ -18,6 +18,7 @@ names a Hugging Face id that is not already in their local hub cache (and then t
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -184,6 +185,28 @@ def _join_parts(parts: list[Path], dest: Path) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def _quiet_gguf_bar():
+    """transformers' GGUF reader draws its own tqdm bar (not its logging's, which emguard.console quiets): off
+    unless the console is verbose; the log line above says what is happening."""
+    from emguard import console
+
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gg
+    except ImportError:
+        yield
+        return
+    orig = getattr(gg, "tqdm", None)
+    if console.is_verbose() or orig is None:
+        yield
+        return
+    gg.tqdm = functools.partial(orig, disable=True)
+    try:
+        yield
+    finally:
+        gg.tqdm = orig
+
+
 def _convert_gguf(gguf: Path, out: Path) -> None:
     """De-quantize a GGUF into float32 safetensors + tokenizer files in ``out``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -193,7 +216,8 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     t0 = time.time()
     log.info("converting %s to safetensors (one time, cached)", gguf.name)
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype="float32")
+    with _quiet_gguf_bar():
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype="float32")
     # A GGUF-loaded model refuses save_pretrained while it still carries its quantizer; the tensors are
     # already de-quantized float32, so dropping the metadata is exact.
     model.hf_quantizer = None
