@@ -23,11 +23,11 @@ def _env(**extra) -> dict:
     return env
 
 
-def _train(tiny_model, tmp_path: Path, name: str, verbose: bool) -> subprocess.CompletedProcess:
+def _train(tiny_model, tmp_path: Path, name: str, verbose: bool, *extra: str) -> subprocess.CompletedProcess:
     data = write_jsonl(tmp_path / "d.jsonl", chat_rows(8))
     argv = [sys.executable, "-m", "emguard.cli", *(["-v"] if verbose else []), "train", "--model", tiny_model,
             "--data", str(data), "--output", str(tmp_path / name), "--max-steps", "2", "--batch-size", "4",
-            "--lora-r", "4", "--max-length", "64", "--resume", "--gradient-checkpointing"]
+            "--lora-r", "4", "--max-length", "64", "--resume", "--gradient-checkpointing", *extra]
     return subprocess.run(argv, capture_output=True, text=True, timeout=300, env=_env())
 
 
@@ -44,6 +44,17 @@ def test_train_is_quiet_unless_verbose(tiny_model, tmp_path):
     assert "Loading weights" in loud.stderr
     assert "`is_gradient_checkpointing` is deprecated" in loud.stderr and "FutureWarning" in loud.stderr
     assert "DEBUG emguard.training.checkpoints: --resume:" in loud.stderr and "no checkpoint yet" in loud.stderr
+
+
+def test_no_progress_train_prints_no_log_dicts(tiny_model, tmp_path):
+    """--no-progress (how demo and study cells train): no per-step dict lines on the console, as -v shows them;
+    the records are in metrics.jsonl all the same."""
+    quiet = _train(tiny_model, tmp_path, "np", False, "--no-progress")
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "done: 2 steps" in quiet.stdout and "{'loss'" not in quiet.stdout + quiet.stderr
+    assert (tmp_path / "np" / "metrics.jsonl").read_text().count("loss/ce") >= 2
+    loud = _train(tiny_model, tmp_path, "npv", True, "--no-progress")
+    assert loud.returncode == 0 and "{'loss'" in loud.stdout
 
 
 WORKER_JOB = """

@@ -161,6 +161,14 @@ def _build_trainer(cfg: TrainConfig, args, model, tok, features, defenses, run, 
     trainer = Trainer(model=model, args=args, train_dataset=features,
                       data_collator=lambda b: pad_batch(b, pad_id),
                       callbacks=[metrics_callback(out / METRICS, step_of(resume_from)), *(callbacks or [])])
+    from emguard import console
+
+    if not cfg.progress and not console.is_verbose():
+        # progress off (a demo/study cell: the console shows job lines): the Trainer would print every log dict
+        # instead of the bar; metrics.jsonl keeps them
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     trainer.setup_emguard(defenses, run, make_reference(model, cfg, device=args.device))
     run.reference = trainer.reference_fn
     from emguard.persona.monitor import build_monitor
