@@ -197,7 +197,7 @@ def iter_pool(source: str | os.PathLike, stats: dict | None = None) -> Iterator[
     st = stats if stats is not None else {}
     if str(source) == "sharegpt":
         source = sharegpt_package_file()
-        log.info("ShareGPT pool: %s", source)
+        log.debug("ShareGPT pool: %s", source)
     p = Path(source)
     if not p.exists():
         raise FileNotFoundError(f"pool not found: {source}")

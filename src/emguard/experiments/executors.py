@@ -38,8 +38,11 @@ def execute(cells: list[Cell], executor: str = "local", *, workers: int = 1, thr
     steps = shared.plan_steps(todo)
     if executor == "pool":
         return _pool(todo, steps, workers, threads, cost or _default_cost, fail_fast, priority)
-    for step in steps:
-        log.info("shared step: %s", shared.run_step(step))
+    for step in steps:  # the console shows each step as the pool does (a probe step takes minutes)
+        print(f"  start {step.describe()}", flush=True)
+        t0 = time.time()
+        log.debug("shared step: %s", shared.run_step(step))
+        print(f"  done {step.describe()} ({(time.time() - t0) / 60:.1f} min)", flush=True)
     if priority is not None:
         todo = sorted(todo, key=priority, reverse=True)  # stable: the grid's order within one priority
     if executor == "ray":
@@ -148,7 +151,7 @@ def _pool(cells: list[Cell], steps: list[Step], workers: int, threads: int | Non
             return
         if isinstance(job, Step):
             steps_done.add(job.key)
-            log.info("shared step: %s", res)
+            log.debug("shared step: %s", res)
         else:
             done[job.key] = res
         el = time.time() - t0
