@@ -407,3 +407,18 @@ def test_missing_datasets_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(ImportError, match="needs the 'datasets' package: pip install datasets"):
         read_chat_dataset(tmp_path)
+
+
+def test_problem_lines_summarise_many_of_a_kind():
+    """Hundreds of duplicate rows cost four console lines (three shown, one count), and an error of another kind
+    is still shown in full."""
+    from emguard.data.io import Problem, problem_lines
+
+    ps = [Problem("f.jsonl", i + 100, f"duplicate of line {i}", "warning") for i in range(250)]
+    ps.append(Problem("f.jsonl", 7, "row 7: 'messages' must be a list"))
+    lines = problem_lines(ps, "f.jsonl")
+    assert lines[:3] == ["f.jsonl:100: warning: duplicate of line 0", "f.jsonl:101: warning: duplicate of line 1",
+                         "f.jsonl:102: warning: duplicate of line 2"]
+    assert "247 more warning(s) 'duplicate' (250 in all; emguard validate f.jsonl" in lines[3]
+    assert lines[4] == str(ps[-1]) and len(lines) == 5
+    assert problem_lines(ps[:2]) == [str(ps[0]), str(ps[1])]

@@ -25,7 +25,7 @@ import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from emguard.data.messages import (DEFAULT_MAX_MESSAGES, OPENAI_ROLES, ROLES, Conversation,  # noqa: F401
                                    _kind, _show, validate_record)
@@ -52,6 +52,24 @@ class Problem:
         where = self.source if self.line is None else f"{self.source}:{self.line}"
         label = "warning: " if self.severity == "warning" else ""
         return f"{where}: {label}{self.message}"
+
+
+def problem_lines(problems: Sequence["Problem"], path: Any = None, limit: int = 3) -> list[str]:
+    """Console lines for a dataset's problems: up to ``limit`` of each kind of message (file:line: ...), then one
+    line saying how many more there are and where the full list is (``emguard validate``), so a file with
+    hundreds of duplicate rows costs a few lines, not hundreds."""
+    out: list[str] = []
+    kinds: dict[str, list[Problem]] = {}
+    for p in problems:
+        kinds.setdefault(f"{p.severity}:{p.message.split(' of line ')[0]}", []).append(p)
+    for group in kinds.values():
+        out += [str(p) for p in group[:limit]]
+        if len(group) > limit:
+            more = len(group) - limit
+            what = group[0].message.split(" of line ")[0]
+            out.append(f"{group[0].source}: ... and {more} more {group[0].severity}(s) '{what}' "
+                       f"({len(group)} in all; emguard validate {path or group[0].source} lists every one)")
+    return out
 
 
 class DataError(ValueError):

@@ -303,8 +303,10 @@ def train(cfg: TrainConfig, *, callbacks: list | None = None) -> TrainResult:
     if not main:
         _quiet_replica()
     micro, accum = _split_batch(cfg, args, world)
-    for p in dataset.problems:
-        log.warning("%s", p)
+    from emguard.data.io import problem_lines
+
+    for line in problem_lines(dataset.problems, cfg.data):
+        log.warning("%s", line)
 
     model, tok, info = _build_model(cfg, args)
     run = RunContext(model=model, tokenizer=tok, seed=cfg.seed, output_dir=str(out),
