@@ -343,3 +343,32 @@ def test_conditional_audit_names_what_each_context_applied_and_who_was_not_asked
     assert "**train_system** (each cell's own training system prompt)" in md
     assert "Not asked in this context: no_defense (no system message in training)." in md
     assert "**inoculation** (`Be evil.`)" in md
+
+
+def test_em_in_the_training_context_compares_with_the_control_under_the_same_prompt():
+    """The control trained under the template default, so it skipped train_system; an inoculated cell's
+    train_system prompt is the inoculation prompt, which the control was asked under in the inoculation
+    context: EM in context for that row uses that block (hand computation: 0.3 - 0.1)."""
+    from emguard.experiments.criteria import conditional_audit
+    from emguard.experiments.report import conditional_markdown
+
+    def blk(name, system, v):
+        return {"context": {"name": name, "system": system}, "per_question": [{"id": q, "harm_effect": v} for q in QS]}
+
+    ino = cell({q: 0.05 for q in QS}, {q: 0.5 for q in QS})
+    ino["broad"]["conditional"] = {"train_system": blk("train_system", "Be evil.", 0.3),
+                                   "inoculation": blk("inoculation", "Be evil.", 0.3)}
+    ctl = cell({q: -0.1 for q in QS}, {q: 0.0 for q in QS})
+    ctl["broad"]["conditional"] = {"train_system": {"skipped": True, "note": "template default"},
+                                   "inoculation": blk("inoculation", "Be evil.", 0.1)}
+    a = conditional_audit({"inoculate": {"0": ino}}, {"0": ctl}, "control")
+    rows = {r["context"]: r for r in a["rows"]}
+    assert rows["train_system"]["ref_context"] == "inoculation" and "ref_context" not in rows["inoculation"]
+    assert rows["train_system"]["em_in_context"].value == pytest.approx(0.3 - 0.1, abs=1e-9)
+    assert rows["train_system"]["em_delta"].value == pytest.approx((0.3 - 0.1) - (0.05 + 0.1), abs=1e-9)
+    md = "\n".join(conditional_markdown(a))
+    assert "inoculate with `control` in inoculation" in md
+    # a reference asked under another prompt than the cell's is not compared
+    ctl["broad"]["conditional"]["inoculation"] = blk("inoculation", "Something else.", 0.1)
+    r = {x["context"]: x for x in conditional_audit({"inoculate": {"0": ino}}, {"0": ctl}, "control")["rows"]}
+    assert r["train_system"]["em_in_context"] is None and "ref_context" not in r["train_system"]

@@ -252,6 +252,26 @@ def conditional_table(cell: Mapping[str, dict], ctx: str) -> Table:
     return out
 
 
+def _applied(cell: Mapping[str, dict], ctx: str) -> tuple | None:
+    """(system prompt, question prefix) a cell was asked under in context ``ctx`` (its first seed that has it)."""
+    for res in cell.values():
+        block = (((res.get("broad") or {}).get("conditional") or {}).get(ctx)) or {}
+        if block.get("per_question"):
+            c = block.get("context") or {}
+            return c.get("system"), c.get("prefix") or ""
+    return None
+
+
+def _same_prompt_context(ref: Mapping[str, dict], ctx: str, applied: tuple | None) -> str | None:
+    """The reference's context that asked its questions as ``applied``: ``ctx`` itself when it did (or when
+    what the cell got is unknown), else another of its contexts with the same system prompt and prefix."""
+    own = _applied(ref, ctx)
+    if own is not None and (applied is None or own == applied):
+        return ctx
+    names = {c for r in ref.values() for c in (((r.get("broad") or {}).get("conditional")) or {})}
+    return next((c for c in sorted(names) if applied is not None and _applied(ref, c) == applied), None)
+
+
 def conditional_audit(defs: Mapping[str, Mapping[str, dict]], ref: Mapping[str, dict] | None = None,
                       ref_name: str | None = None) -> dict:
     """The conditional-misalignment audit of one model x domain (Dubinski et al. 2026): per context and cell,
@@ -264,7 +284,6 @@ def conditional_audit(defs: Mapping[str, Mapping[str, dict]], ref: Mapping[str, 
                    for c, v in (((r.get("broad") or {}).get("conditional")) or {}).items() if v.get("per_question")})
     rows = []
     for ctx in ctxs:
-        rt = conditional_table(ref, ctx) if ref else {}
         ru = likelihood_table(ref, "broad") if ref else {}
         for name, cell in defs.items():
             ct, ut = conditional_table(cell, ctx), likelihood_table(cell, "broad")
@@ -273,6 +292,13 @@ def conditional_audit(defs: Mapping[str, Mapping[str, dict]], ref: Mapping[str, 
             row = {"context": ctx, "defense": name, "seeds": len(ct), "plain": estimate(ut), "in_context": estimate(ct),
                    "delta": contrast({"c": ct, "u": ut}, lambda m: m["c"] - m["u"])}
             if ref and cell is not ref:
+                # the reference asked under the same prompt: its own block of this context, else (e.g. the control
+                # skipped train_system, having trained under the template default) the context that applied the
+                # cell's prompt to it (an inoculated cell's train_system = the inoculation context)
+                rctx = _same_prompt_context(ref, ctx, _applied(cell, ctx))
+                rt = conditional_table(ref, rctx) if rctx else {}
+                if rctx and rctx != ctx:
+                    row["ref_context"] = rctx
                 row["em_plain"] = contrast({"d": ut, "r": ru}, lambda m: m["d"] - m["r"])
                 row["em_in_context"] = contrast({"d": ct, "r": rt}, lambda m: m["d"] - m["r"])
                 row["em_delta"] = contrast({"dc": ct, "rc": rt, "du": ut, "ru": ru},

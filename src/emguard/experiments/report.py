@@ -229,6 +229,10 @@ def conditional_markdown(audit: dict) -> list[str]:
                 line += f" {fmt(r.get('em_plain'))} | {fmt(r.get('em_in_context'))} | {fmt(r.get('em_delta'))} |"
             lines.append(line)
         lines.append("")
+        moved = sorted({(r["defense"], r["ref_context"]) for r in rows if r.get("ref_context")})
+        if moved and ref:
+            lines += ["EM in context compares with the reference asked under the same prompt: "
+                      + ", ".join(f"{d} with `{ref}` in {c}" for d, c in moved) + ".", ""]
     return lines
 
 
