@@ -372,3 +372,21 @@ def test_em_in_the_training_context_compares_with_the_control_under_the_same_pro
     ctl["broad"]["conditional"]["inoculation"] = blk("inoculation", "Something else.", 0.1)
     r = {x["context"]: x for x in conditional_audit({"inoculate": {"0": ino}}, {"0": ctl}, "control")["rows"]}
     assert r["train_system"]["em_in_context"] is None and "ref_context" not in r["train_system"]
+
+
+def test_place_labels_never_overlaps_when_there_is_room():
+    """Eight strength labels of points almost on top of each other (the trade-off plot's usual cluster): every
+    label box is disjoint from every other."""
+    pytest.importorskip("matplotlib")
+    from emguard.experiments.plots import _pyplot, place_labels
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xy = [(0.0 + 0.001 * i, 0.0 + 0.0005 * i) for i in range(8)]
+    ax.plot(*zip(*xy), "o")
+    ax.set_xlim(-0.5, 0.5)
+    ax.set_ylim(-0.5, 0.5)
+    boxes = place_labels(ax, xy, [f"lam={v}" for v in (0.1, 0.3, 1, 3, 10, 30, 100, 300)])
+    assert len(boxes) == 8
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    plt.close(fig)

@@ -236,7 +236,11 @@ def test_study_resumes_and_retries_failed_cells(tmp_path, tiny_model, monkeypatc
         (d, f, s) for d in "ab" for f in ("no_defense", "kl", "inoculate") for s in "01"}
     assert all(r["value"] != "" for r in rows if r["metric"] == "broad_harm_effect")
     assert (out / "report.md").read_text().count("| kl |") == 2 and (out / "tradeoff.png").exists() is False
-    assert (out / "loss.png").is_file() and (out / "criteria.png").is_file()
+    # one paired-difference figure per dataset (no control here: the panels a and b it measured)
+    figs = sorted(p.name for p in out.glob("criteria*.png"))
+    assert (out / "loss.png").is_file() and figs == [f"criteria_{S.model_slug(tiny_model)}_{d}.png".replace("/", "_")
+                                                     for d in "ab"], figs
+    assert all(f"![{f}]({f})" in (out / "report.md").read_text() for f in figs)
 
     calls.clear()
     crash = f"{S.model_slug(tiny_model)}/b/kl/seed2"

@@ -203,6 +203,8 @@ def criteria_table(domain: Mapping[str, Mapping[str, dict]], *, control: Mapping
             row["benign"] = estimate(t, **kw)
             row["benign_other"] = {g: estimate(rate_table(benign[name], g), **kw)
                                    for g in _benign_groups(benign[name]) if g != benign_metric}
+            if ops_nd and name not in CONTROLS and name != baseline:  # points vs no defense, paired by problem
+                row["benign_vs_nd"] = contrast({"d": t, "nd": ops_nd}, lambda m: m["d"] - m["nd"], **kw)
             if ops_base and name not in CONTROLS:
                 row["B"] = contrast({"d": t, "nd": ops_nd, "b": ops_base},
                                     _ratio(lambda m: m["d"] - m["b"], lambda m: m["nd"] - m["b"]), **kw)

@@ -216,9 +216,24 @@ def probe_lines(out: Path, plain: list[dict], baseline: str) -> list[str]:
     return lines + [""]
 
 
+def criteria_figures(tabs: dict) -> list[dict]:
+    """The tables drawn as criteria figures: each criteria table (EM domain with its control), and each other
+    dataset's plain table with paired differences vs no defense (its rows as ``cell``, the panels it has)."""
+    out = list(tabs["criteria"])
+    have = {(t["model"], t["dataset"]) for t in out}
+    for t in tabs["plain"]:
+        rows = [{"cell": r["defense"], **{k: r.get(k) for k in ("broad_vs_nd", "narrow_vs_nd")}}
+                for r in t["rows"] if not r["defense"].startswith("control (")]
+        if (t["model"], t["dataset"]) in have or not any(r.get("broad_vs_nd") for r in rows):
+            continue
+        out.append({"model": t["model"], "dataset": t["dataset"], "rows": rows,
+                    "seeds": max((r.get("seeds") or 0 for r in t["rows"]), default=0)})
+    return out
+
+
 def write_study_report(cfg, cells, out: Path) -> Path:
     """report.md, report.html, tables.json and the plots of a study's finished ``cells``."""
-    from emguard.experiments.plots import plot_study, plot_sweeps
+    from emguard.experiments.plots import plot_criteria, plot_study, plot_sweeps
 
     tabs = build(cfg, cells) if cells else {"criteria": [], "plain": []}
     lines = ["# emguard study", "",
@@ -251,6 +266,12 @@ def write_study_report(cfg, cells, out: Path) -> Path:
         lines += [f"## {t['model']} · {t['dataset']}", "", f"Every cell of this dataset{ref}.", "",
                   plain_markdown(t), ""]
         lines += conditional_markdown(t.get("conditional") or {})
+    figs = criteria_figures(tabs)
+    for t in figs:
+        tag = f"{model_slug(t['model'])}_{t['dataset']}".replace("/", "_")
+        f = plot_criteria(t, out / ("criteria.png" if len(figs) == 1 else f"criteria_{tag}.png"),
+                          f"{t['model']} · {t['dataset']}")
+        pngs += [f.name] if f else []
     if tabs["plain"]:
         pngs += plot_study(tabs["plain"], out)
     md = "\n".join(lines) + "\n" + "\n".join(f"![{p}]({p})" for p in pngs) + ("\n" if pngs else "")
