@@ -240,3 +240,33 @@ def test_rejudge_without_likelihood_loads_no_adapter(tiny_model, fake_judge, tmp
     assert res["broad"]["nll_base_mean"]["value"] == pytest.approx(first["broad"]["nll_base_mean"]["value"],
                                                                    abs=1e-6)
     assert len(fake_judge) == 2 * len({(r["messages"][-1]["content"], r["answer"]) for r in stored(src)})
+
+
+def test_rejudge_after_the_adapter_weights_are_gone(tiny_model, fake_judge, tmp_path):
+    """Committed results keep answers, not weights: a re-judge of a cell whose adapter file is gone still runs
+    (its samples' header names the adapter by hash, at the path its eval.json recorded); an adapter path other
+    than the recorded one is still refused."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from emguard.config import ConfigError
+    from emguard.eval.config import EvalConfig
+    from emguard.eval.evaluate import evaluate
+
+    torch.manual_seed(0)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                   LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+                   ).save_pretrained(tmp_path / "adapter")
+    src = tmp_path / "eval"
+    evaluate(EvalConfig(model=tiny_model, adapter=str(tmp_path / "adapter"), samples=1, max_new_tokens=6,
+                        variants=["plain"], likelihood=False, output=str(src), progress=False, bootstrap=200))
+    header = json.loads((src / "samples.jsonl").read_text().splitlines()[0])["settings"]
+    (tmp_path / "adapter" / "adapter_model.safetensors").unlink()
+    res = evaluate(EvalConfig(rescore_from=str(src), output=str(tmp_path / "rj"), judge=FAKE, likelihood=False,
+                              progress=False, bootstrap=200))
+    assert res["broad"]["n_samples"] == 8
+    assert json.loads((tmp_path / "rj" / "samples.jsonl").read_text().splitlines()[0])["settings"] == header
+    with pytest.raises(ConfigError, match="adapter"):
+        evaluate(EvalConfig(rescore_from=str(src), adapter=str(tmp_path / "other"), output=str(tmp_path / "rj2"),
+                            judge=FAKE, likelihood=False, progress=False, bootstrap=200))

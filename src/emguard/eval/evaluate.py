@@ -171,6 +171,11 @@ def evaluate(cfg: EvalConfig, *, model=None, tokenizer=None, info=None) -> dict:
                 "benign_max_new_tokens": cfg.benign_max_new_tokens, "seed": cfg.seed, "drop_system": cfg.drop_system,
                 "backend": cfg.backend}
     if src is not None:
+        if (cfg.adapter and not (Path(cfg.adapter) / "adapter_model.safetensors").is_file()
+                and str(cfg.adapter) == str(src.config.get("adapter"))):
+            # a re-judge reads answers only: the adapter that made them (recorded by its hash in the samples'
+            # header, at this same path in their eval.json) may be gone, e.g. results committed without weights
+            settings["adapter"] = src.header.get("adapter")
         src.install(out / "samples.jsonl", settings)
     store = SampleStore(out / "samples.jsonl", settings)
     judges = make_judges(cfg, model, tokenizer)
