@@ -77,7 +77,11 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished cells are kept: rerun the same command to resume", file=sys.stderr)
         return 130
-    print(f"{s['finished']}/{s['cells']} cells finished ({s['ran']} run now) in {s['wall_s']:.0f} s")
+    if s.get("report_only"):
+        print(f"{s['finished']}/{s['cells']} cells finished; report of those only ({len(s['missing'])} not run "
+              f"yet) in {s['wall_s']:.0f} s")
+    else:
+        print(f"{s['finished']}/{s['cells']} cells finished ({s['ran']} run now) in {s['wall_s']:.0f} s")
     for key, err in s["failed"].items():
         print(f"FAILED {key}: {err}  (log: {cfg.output}/cells/{key}/error.log; rerun to retry)", file=sys.stderr)
     print(f"results: {s['results']}\nreport:  {s['report']}")

@@ -153,7 +153,8 @@ def plot_tradeoff(t: dict, path: Path) -> Path | None:
     return path
 
 
-def place_labels(ax, xy: list[tuple[float, float]], labels: list[str], fontsize: float = 7) -> list:
+def place_labels(ax, xy: list[tuple[float, float]], labels: list[str], fontsize: float = 7,
+                 colors: list | None = None) -> list:
     """Annotate each point with its label at the first of a few offsets where the text's box overlaps no label
     placed before it (nor a point's marker); returns the labels' boxes in display coordinates."""
     from matplotlib.text import Text
@@ -166,11 +167,12 @@ def place_labels(ax, xy: list[tuple[float, float]], labels: list[str], fontsize:
     # above / below the point, right / left of it, rows of 12 points further out each time
     offsets = [(dx, dy) for k in range(10) for dy in (4 + 12 * k, -11 - 12 * k) for dx in (4, -4)]
     placed: list = []
-    for (x, y), text in zip(xy, labels):
+    for i, ((x, y), text) in enumerate(zip(xy, labels)):
+        color = colors[i] if colors else "black"
         best = None
         for dx, dy in offsets:
             a = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
-                            ha="left" if dx >= 0 else "right",
+                            ha="left" if dx >= 0 else "right", color=color,
                             arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#888888"} if abs(dy) > 12 else None)
             box = Text.get_window_extent(a, renderer).expanded(1.02, 1.05)  # the text, not its leader line
             if not any(box.overlaps(b) for b in placed + marks):
@@ -178,7 +180,8 @@ def place_labels(ax, xy: list[tuple[float, float]], labels: list[str], fontsize:
                 break
             a.remove()
         if best is None:  # every offset taken: the first one, drawn anyway
-            a = ax.annotate(text, (x, y), xytext=offsets[0], textcoords="offset points", fontsize=fontsize)
+            a = ax.annotate(text, (x, y), xytext=offsets[0], textcoords="offset points", fontsize=fontsize,
+                            color=color)
             best = (a, Text.get_window_extent(a, renderer))
         placed.append(best[1])
     return placed
@@ -217,7 +220,7 @@ def plot_sweeps(t: dict, out: Path, tag: str) -> list[str]:
         except ValueError:
             return 0.0
 
-    xy, labels = [], []
+    xy, labels, label_colors = [], [], []
     for i, (fam, rs) in enumerate(families.items()):
         rs = sorted(rs, key=strength)
         color = COLORS[i % len(COLORS)]
@@ -229,6 +232,7 @@ def plot_sweeps(t: dict, out: Path, tag: str) -> list[str]:
             if "[" in r["cell"]:
                 xy.append((r["narrow_vs_nd"].value, r["broad_vs_nd"].value))
                 labels.append(r["cell"][len(fam):].strip("[]"))
+                label_colors.append(color)
     pts = [("no_defense", 0.0, 0.0)] + [(r["cell"], r["narrow_vs_nd"].value, r["broad_vs_nd"].value) for r in rows]
     front = sorted([p for p in pts if p[0] in pareto_front(pts)], key=lambda p: p[1])
     ax.plot([p[1] for p in front], [p[2] for p in front], "--", color="k", lw=0.8, label="Pareto front")
@@ -241,7 +245,7 @@ def plot_sweeps(t: dict, out: Path, tag: str) -> list[str]:
                  fontsize=9)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    place_labels(ax, xy, labels)
+    place_labels(ax, xy, labels, colors=label_colors)
     name = f"pareto_{tag}.png".replace("/", "_")
     fig.savefig(out / name, dpi=110)
     plt.close(fig)

@@ -277,7 +277,8 @@ def run_study(cfg: StudyConfig) -> dict:
         _log_run(out, "end", t0, ran=len(todo) - len(failures), failed=len(failures), finished=len(finished),
                  cells=len(cells))
     report = write_study_report(cfg, finished, out)
-    summary = {"cells": len(cells), "finished": len(finished), "ran": len(todo) - len(failures),
+    ran = 0 if cfg.report_only else len(todo) - len(failures)
+    summary = {"cells": len(cells), "finished": len(finished), "ran": ran, "report_only": bool(cfg.report_only),
                "failed": failures, "missing": [c.key for c in cells if c not in finished],
                "results": str(out / RESULTS_CSV), "report": str(report), "wall_s": round(time.time() - t0, 1)}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
@@ -318,8 +319,9 @@ def audit_cells(cells: list[Cell], contexts: list[str]) -> list[str]:
             and not read_eval(c).get("broad", {}).get("conditional")]
     missing = [c.key for c in todo if c.train is not None and not (c.run_dir / "adapter_config.json").is_file()]
     if missing:
-        log.warning("conditional audit: %d finished cell(s) have no adapter here (trained on another machine): "
-                    "%s", len(missing), ", ".join(missing))
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        log.warning("conditional audit: %d finished cell(s) have no adapter here (trained on another machine or "
+                    "before audit_contexts; weights are not committed), not audited: %s", len(missing), shown)
     done = []
     todo = [c for c in todo if c.key not in missing]
     for i, c in enumerate(todo, 1):
