@@ -415,10 +415,35 @@ def test_problem_lines_summarise_many_of_a_kind():
     from emguard.data.io import Problem, problem_lines
 
     ps = [Problem("f.jsonl", i + 100, f"duplicate of line {i}", "warning") for i in range(250)]
-    ps.append(Problem("f.jsonl", 7, "row 7: 'messages' must be a list"))
+    ps += [Problem("f.jsonl", 7 + i, f"row {7 + i}: 'messages' must be a list") for i in range(5)]
     lines = problem_lines(ps, "f.jsonl")
-    assert lines[:3] == ["f.jsonl:100: warning: duplicate of line 0", "f.jsonl:101: warning: duplicate of line 1",
-                         "f.jsonl:102: warning: duplicate of line 2"]
-    assert "247 more warning(s) 'duplicate' (250 in all; emguard validate f.jsonl" in lines[3]
-    assert lines[4] == str(ps[-1]) and len(lines) == 5
+    assert lines[0] == ("f.jsonl: warning: 250 duplicate rows kept (first: line 100, duplicate of line 0); "
+                        "emguard validate f.jsonl lists every one")
+    assert lines[1:4] == [str(p) for p in ps[250:253]]
+    assert lines[4] == "f.jsonl: ... and 2 more error(s) (5 in all; emguard validate f.jsonl lists every one)"
+    assert len(lines) == 5
     assert problem_lines(ps[:2]) == [str(ps[0]), str(ps[1])]
+
+
+def test_training_shows_a_files_problems_once_per_process(tmp_path, caplog):
+    """The cells of a demo or study train on the same file: its duplicate rows are reported once, not per cell;
+    a changed file is reported again."""
+    import logging
+
+    from emguard.data.io import read_chat_dataset
+    from conftest import chat_rows, write_jsonl
+    from emguard.training import run
+
+    rows = chat_rows(3) * 3  # 6 duplicate rows
+    f = write_jsonl(tmp_path / "d.jsonl", rows)
+    ds = read_chat_dataset(f)
+    with caplog.at_level(logging.WARNING, logger="emguard"):
+        run._warn_data_problems(ds, str(f))
+        run._warn_data_problems(ds, str(f))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{f}: warning: 6 duplicate rows kept (first: line 4, duplicate of line 1); emguard validate {f} lists every one"]
+    caplog.clear()
+    write_jsonl(f, rows + rows[:1])
+    with caplog.at_level(logging.WARNING, logger="emguard"):
+        run._warn_data_problems(read_chat_dataset(f), str(f))
+    assert len(caplog.records) == 1 and "7 duplicate rows" in caplog.records[0].getMessage()

@@ -61,14 +61,17 @@ def problem_lines(problems: Sequence["Problem"], path: Any = None, limit: int = 
     out: list[str] = []
     kinds: dict[str, list[Problem]] = {}
     for p in problems:
-        kinds.setdefault(f"{p.severity}:{p.message.split(' of line ')[0]}", []).append(p)
+        kinds.setdefault("duplicate" if p.message.startswith("duplicate of line") else p.severity, []).append(p)
     for group in kinds.values():
+        first = group[0]
+        if first.message.startswith("duplicate of line") and len(group) > limit:  # kept rows: one line says it
+            out.append(f"{first.source}: warning: {len(group)} duplicate rows kept (first: line {first.line}, "
+                       f"{first.message}); emguard validate {path or first.source} lists every one")
+            continue
         out += [str(p) for p in group[:limit]]
         if len(group) > limit:
-            more = len(group) - limit
-            what = group[0].message.split(" of line ")[0]
-            out.append(f"{group[0].source}: ... and {more} more {group[0].severity}(s) '{what}' "
-                       f"({len(group)} in all; emguard validate {path or group[0].source} lists every one)")
+            out.append(f"{first.source}: ... and {len(group) - limit} more {first.severity}(s) "
+                       f"({len(group)} in all; emguard validate {path or first.source} lists every one)")
     return out
 
 

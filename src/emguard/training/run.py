@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import platform
 import shutil
 import sys
@@ -255,6 +256,27 @@ def _run_record(cfg: TrainConfig, *, info, dataset, rows, tstats, defenses, worl
     }
 
 
+_REPORTED: set = set()  # (file, size, mtime) whose problems this process has shown: a grid's cells share files
+
+
+def _warn_data_problems(dataset, path) -> None:
+    """The dataset's problems as a few console lines (emguard.data.io.problem_lines), once per file and
+    process: the cells of a study or demo that train on the same file do not repeat them."""
+    from emguard.data.io import problem_lines
+
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    except (OSError, TypeError):
+        key = None
+    if key is not None and key in _REPORTED:
+        return
+    for line in problem_lines(dataset.problems, path):
+        log.warning("%s", line)
+    if key is not None:
+        _REPORTED.add(key)
+
+
 def train_system(rows) -> dict[str, Any]:
     """``{"text", "rows", "of"}``: the most common system message of the trained rows (``text`` None when no row
     has one: the chat template's default applied)."""
@@ -303,10 +325,7 @@ def train(cfg: TrainConfig, *, callbacks: list | None = None) -> TrainResult:
     if not main:
         _quiet_replica()
     micro, accum = _split_batch(cfg, args, world)
-    from emguard.data.io import problem_lines
-
-    for line in problem_lines(dataset.problems, cfg.data):
-        log.warning("%s", line)
+    _warn_data_problems(dataset, cfg.data)
 
     model, tok, info = _build_model(cfg, args)
     run = RunContext(model=model, tokenizer=tok, seed=cfg.seed, output_dir=str(out),
