@@ -57,6 +57,14 @@ def test_em_effect_is_no_defense_minus_control_paired_by_seed_and_question():
     assert t["em_effect"].value == pytest.approx(0.4) and t["em_effect"].lo > 0 and t["em_effect"].seeds == 3
     assert t["em_effect"].ci == "hierarchical-bootstrap-95"
     assert t["narrow_gain"].value == pytest.approx(1.0)
+    from emguard.experiments.report import findings
+
+    # a defense with fewer seeds (a partial study) does not change how many seeds the EM effect pairs
+    res = results(0.0, 0.8, 50.0, em=0.4)
+    del res["cells"]["domain"]["kl"]["2"]
+    partial = demo_table(res)
+    assert partial["seeds"] == 2 and partial["em_effect"].seeds == 3
+    assert any("over 40 questions and 3 seed(s)" in f for f in findings(partial))
     assert row(t, "kl")["broad_vs_nd"].value == pytest.approx(-0.4)
     assert row(t, "kl")["R"].value == pytest.approx(1.0) and row(t, "kl")["N"].value == pytest.approx(1.0)
 

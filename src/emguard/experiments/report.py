@@ -100,7 +100,8 @@ def criteria_markdown(t: dict, judge: str = "likelihood") -> str:
 def findings(t: dict) -> list[str]:
     """Plain statements of what was measured, including what the small model does not reproduce."""
     out = []
-    em, seeds = t["em_effect"], t.get("seeds", 1)
+    em = t["em_effect"]
+    seeds = getattr(em, "seeds", None) or t.get("seeds", 1)  # the seeds the EM contrast paired, not the fewest
     if t.get("budget_note"):
         out.append(f"No marks: not measurable at this budget ({t['budget_note']}). The numbers are shown with "
                    f"their CIs; the full protocol's marks are in {FULL_RESULTS} (emguard study --preset paper-small).")
