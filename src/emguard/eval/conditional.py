@@ -246,30 +246,3 @@ def conditional_metrics(model, tokenizer, refs: Sequence, cfg, unconditional: di
     """``{context: block}`` for every context of ``cfg.contexts`` (see :func:`conditional_likelihood`)."""
     return {ctx.name: conditional_likelihood(model, tokenizer, refs, ctx, unconditional, progress=cfg.progress,
                                              seed=cfg.seed) for ctx in resolve(cfg)}
-
-
-def evaluate_conditional(cfg, unconditional: dict | None = None) -> dict:
-    """Only the conditional audit of ``cfg`` (an EvalConfig with ``contexts``): load the model (adapter merged),
-    score the broad references in every context and write ``<output>/eval.json`` with ``broad.likelihood`` and
-    ``broad.conditional``. ``unconditional``: the adapter's stored ``broad.likelihood`` on the same references
-    (teacher-forced, deterministic: the same numbers), reused instead of scored again when its questions match."""
-    import time
-
-    from emguard.data.io import write_json_atomic
-    from emguard.eval.evaluate import _adapter_view, load_eval_model, versions
-    from emguard.eval.questions import load_references
-
-    cfg.validate()
-    t0 = time.time()
-    model, tok, _ = load_eval_model(cfg)
-    refs = load_references(cfg.references)
-    with _adapter_view(model, cfg):
-        if not (unconditional and [q["id"] for q in unconditional.get("per_question") or []] == [r.id for r in refs]):
-            unconditional = likelihood_metric(model, tok, refs, progress=cfg.progress, desc="likelihood broad",
-                                              seed=cfg.seed)
-        cond = conditional_metrics(model, tok, refs, cfg, unconditional)
-    result = {"broad": {"likelihood": unconditional, "conditional": cond}, "config": asdict(cfg),
-              "versions": versions(), "wall_s": round(time.time() - t0, 1)}
-    Path(cfg.output).mkdir(parents=True, exist_ok=True)
-    write_json_atomic(Path(cfg.output) / "eval.json", result)
-    return result

@@ -36,7 +36,7 @@ from typing import Any
 
 from emguard.data.io import write_text_atomic
 from emguard.experiments.config import StudyConfig
-from emguard.experiments.engine import CELL_JSON, Cell, is_finished, model_slug, read_eval  # noqa: F401 (model_slug: API)
+from emguard.experiments.engine import CELL_JSON, Cell, is_finished, model_slug  # noqa: F401 (model_slug: API)
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def eval_options(cfg: StudyConfig, ds: Dataset, model: str, seed: int, cdir: Pat
             ev["references"] = broad_refs
         if cfg.audit_contexts and "broad" in ev["suite"]:
             # the conditional audit runs inside the cell, while its adapter is here (weights are not committed:
-            # a later session could not audit it); audit_cells covers finished cells from before
+            # a later session could not audit it); finished.audit_cells covers finished cells from before
             ev["contexts"] = list(cfg.audit_contexts)
     return ev
 
@@ -266,6 +266,8 @@ def run_study(cfg: StudyConfig) -> dict:
         _, failures = execute(todo, cfg.executor, workers=max(1, (os.cpu_count() or 1) // threads),
                               threads=threads, ray={"address": cfg.ray_address, "num_cpus": cfg.num_cpus,
                                                     "num_gpus": cfg.num_gpus}, priority=cell_priority(cfg))
+    from emguard.experiments.finished import audit_cells, rescore_cells
+
     if cfg.rescore_judge:
         rescore_cells([c for c in cells if is_finished(c)], cfg.rescore_judge, cfg.rescore_options)
     if cfg.audit_contexts:
@@ -283,59 +285,6 @@ def run_study(cfg: StudyConfig) -> dict:
                "results": str(out / RESULTS_CSV), "report": str(report), "wall_s": round(time.time() - t0, 1)}
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     return summary
-
-
-def rescore_dir(cell: Cell, judge: str) -> Path:
-    return Path(cell.dir) / f"eval_{judge}"
-
-
-def rescore_cells(cells: list[Cell], judge: str, options: dict) -> None:
-    """Re-judge the stored answers of finished cells with ``judge`` (:mod:`emguard.eval.rescore`): each once
-    (a cell whose ``eval_<judge>/eval.json`` exists is skipped), judge calls cached; benign-only cells (exact
-    match, no judge) are left alone."""
-    from emguard.eval.evaluate import evaluate
-    from emguard.eval.rescore import rescore_config
-
-    todo = [c for c in cells if "benign" not in (c.eval.get("suite") or [])
-            and not (rescore_dir(c, judge) / "eval.json").is_file()]
-    for i, c in enumerate(todo, 1):
-        log.info("re-judging %s with %s (%d/%d)", c.key, judge, i, len(todo))
-        evaluate(rescore_config(Path(c.eval["output"]), rescore_dir(c, judge), judge=judge, likelihood=False,
-                                progress=False, **options))
-
-
-def audit_cells(cells: list[Cell], contexts: list[str]) -> list[str]:
-    """The conditional-misalignment audit (:func:`emguard.eval.conditional.evaluate_conditional`) of finished
-    cells with the broad suite, into ``<cell>/eval_conditional/``: each once, the plain metric reused from the
-    cell's evaluation. A trained cell whose adapter is not on this machine is skipped (listed in the log); the
-    untrained model is asked in every context but ``train_system`` (it had no training). Returns the keys audited."""
-    from emguard.config import build_config
-    from emguard.eval.conditional import evaluate_conditional
-    from emguard.eval.config import EvalConfig
-    from emguard.experiments.study_report import CONDITIONAL_DIR
-
-    todo = [c for c in cells if "broad" in (c.eval.get("suite") or [])
-            and not (Path(c.dir) / CONDITIONAL_DIR / "eval.json").is_file()
-            and not read_eval(c).get("broad", {}).get("conditional")]
-    missing = [c.key for c in todo if c.train is not None and not (c.run_dir / "adapter_config.json").is_file()]
-    if missing:
-        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
-        log.warning("conditional audit: %d finished cell(s) have no adapter here (trained on another machine or "
-                    "before audit_contexts; weights are not committed), not audited: %s", len(missing), shown)
-    done = []
-    todo = [c for c in todo if c.key not in missing]
-    for i, c in enumerate(todo, 1):
-        log.info("conditional audit of %s (%d/%d)", c.key, i, len(todo))
-        ctxs = [x for x in contexts if c.train is not None or x != "train_system"]
-        keep = {k: c.eval[k] for k in ("model", "adapter", "references", "narrow", "seed", "device", "dtype")
-                if c.eval.get(k) is not None}
-        ecfg = build_config(EvalConfig, {**keep, "suite": ["broad"], "samples": 0, "contexts": ctxs,
-                                         "progress": False, "output": str(Path(c.dir) / CONDITIONAL_DIR)},
-                            source=f"study audit ({c.key})")
-        stored = json.loads(c.eval_json.read_text()).get("broad", {}).get("likelihood")
-        evaluate_conditional(ecfg, stored)
-        done.append(c.key)
-    return done
 
 
 def record_shared(cells: list[Cell], out: Path) -> None:

@@ -18,7 +18,7 @@ from emguard.experiments.criteria import (RULES, as_json, conditional_audit, cri
 from emguard.experiments.engine import model_slug
 from emguard.experiments.report import conditional_markdown, criteria_markdown, findings, html_page
 
-CONDITIONAL_DIR = "eval_conditional"  # written by emguard.experiments.study.audit_cells
+CONDITIONAL_DIR = "eval_conditional"  # written by emguard.experiments.finished.audit_cells
 TERMS = ("loss/ce", "loss/kl", "loss/ldifs", "loss/treft")  # logged per step by the trainer (metrics.jsonl)
 
 
