@@ -270,3 +270,20 @@ def test_rejudge_after_the_adapter_weights_are_gone(tiny_model, fake_judge, tmp_
     with pytest.raises(ConfigError, match="adapter"):
         evaluate(EvalConfig(rescore_from=str(src), adapter=str(tmp_path / "other"), output=str(tmp_path / "rj2"),
                             judge=FAKE, likelihood=False, progress=False, bootstrap=200))
+
+
+def test_rescore_config_of_a_cell_with_a_conditional_audit_drops_the_contexts(tiny_model, source, tmp_path):
+    """A study cell evaluated with contexts (the conditional audit) is re-judged without the likelihood metric:
+    its contexts, which need that metric, are not carried over (else the re-judge config is refused)."""
+    import shutil
+
+    from emguard.eval.rescore import rescore_config
+
+    src = tmp_path / "src"
+    shutil.copytree(source, src)
+    ej = json.loads((src / "eval.json").read_text())
+    ej["config"]["contexts"] = ["inoculation"]
+    (src / "eval.json").write_text(json.dumps(ej))
+    cfg = rescore_config(src, tmp_path / "rj", judge=FAKE, likelihood=False)
+    assert cfg.contexts == [] and cfg.likelihood is False
+    assert rescore_config(src, tmp_path / "rj2", judge=FAKE).contexts == ["inoculation"]  # likelihood kept: kept

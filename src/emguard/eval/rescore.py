@@ -159,4 +159,6 @@ def rescore_config(source: str | Path, output: str | Path, **overrides: Any) -> 
         raise ConfigError(f"rescore_config: unknown option(s) {sorted(unknown)}")
     values = {k: v for k, v in recorded.items() if k in names and k not in JUDGE_FIELDS}
     values.update(overrides, rescore_from=str(source), output=str(output))
+    if values.get("likelihood") is False and "contexts" not in overrides:
+        values["contexts"] = []  # the conditional audit scores the likelihood metric: not part of a re-judge
     return build_config(EvalConfig, values, source=f"{ej} + re-judge options")
