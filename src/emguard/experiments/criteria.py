@@ -291,6 +291,7 @@ def conditional_audit(defs: Mapping[str, Mapping[str, dict]], ref: Mapping[str, 
             ct, ut = conditional_table(cell, ctx), likelihood_table(cell, "broad")
             if not ct:
                 continue
+            ut = {s: v for s, v in ut.items() if s in ct}  # plainly and in context: on the same (audited) seeds
             row = {"context": ctx, "defense": name, "seeds": len(ct), "plain": estimate(ut), "in_context": estimate(ct),
                    "delta": contrast({"c": ct, "u": ut}, lambda m: m["c"] - m["u"])}
             if ref and cell is not ref:
