@@ -121,6 +121,15 @@ def plot_criteria(t: dict, path: Path, title: str = "") -> Path | None:
     return path
 
 
+def _control_point(ax, t: dict) -> None:
+    """The aligned control in paired coordinates vs no defense: (-narrow gain, -EM effect) with their CIs."""
+    em, ng = t.get("em_effect"), t.get("narrow_gain")
+    if _ok(em) and _ok(ng):
+        ax.errorbar(-ng.value, -em.value, xerr=[[ng.hi - ng.value], [ng.value - ng.lo]],
+                    yerr=[[em.hi - em.value], [em.value - em.lo]], fmt="s", color="#777777", capsize=2,
+                    label="aligned control")
+
+
 def plot_tradeoff(t: dict, path: Path) -> Path | None:
     """Broad harm vs narrow learning, both as the paired difference vs no defense (the origin), with the aligned
     control and 95% CIs; a legend names the points (no label can overlap another)."""
@@ -131,11 +140,7 @@ def plot_tradeoff(t: dict, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8.5, 5.5))
     markers = "osD^vP*Xhp<>"
     ax.plot([0], [0], "o", color="#d62728", ms=8, label="no defense (origin)")
-    em, ng = t.get("em_effect"), t.get("narrow_gain")
-    if _ok(em) and _ok(ng):
-        ax.errorbar(-ng.value, -em.value, xerr=[[ng.hi - ng.value], [ng.value - ng.lo]],
-                    yerr=[[em.hi - em.value], [em.value - em.lo]], fmt="s", color="#777777", capsize=2,
-                    label="aligned control")
+    _control_point(ax, t)
     for i, r in enumerate(pts):
         b, n = r["broad_vs_nd"], r["narrow_vs_nd"]
         ax.errorbar(n.value, b.value, xerr=_err(n), yerr=_err(b), fmt=markers[i % len(markers)], capsize=2,
@@ -204,11 +209,7 @@ def plot_sweeps(t: dict, out: Path, tag: str) -> list[str]:
         return []
     fig, ax = plt.subplots(figsize=(9.5, 6.5))
     ax.plot([0], [0], "o", color="#d62728", ms=7, label="no_defense (origin)", zorder=3)
-    em, ng = t.get("em_effect"), t.get("narrow_gain")
-    if _ok(em) and _ok(ng):
-        ax.errorbar(-ng.value, -em.value, xerr=[[ng.hi - ng.value], [ng.value - ng.lo]],
-                    yerr=[[em.hi - em.value], [em.value - em.lo]], fmt="s", color="#777777", capsize=2,
-                    label="aligned control")
+    _control_point(ax, t)
     families: dict[str, list[dict]] = {}
     for r in rows:
         families.setdefault(r["cell"].split("[")[0], []).append(r)
